@@ -1,0 +1,39 @@
+"""Reading uploaded medical images (raster and DICOM) and the preprocessing models see.
+
+This package is the one place that turns uploaded bytes into pixels. It knows
+nothing of models and imports no other project package. Choices made:
+
+- The format comes from the content (magic bytes, Pillow, "DICM" at offset 128);
+  a bare DICOM data set is tried last. PDF, SVG, NIfTI, archives and HEIC are refused.
+- 16-bit, 32-bit and float grey rasters are scaled from their 0.5th..99.5th
+  percentiles to 0..255; transparent images are composited on black.
+- DICOM: modality LUT/rescale, then the user's window, the file's first window,
+  its VOI LUT, or the frame's min..max; MONOCHROME1 is inverted afterwards so bone
+  is white. Multi-frame files show the middle frame unless ``frame`` is given.
+- Sizes are checked before decoding; Pillow's own bomb guard (about 89 Mpx) also applies.
+- Loads are serialised by a lock while library warnings and pydicom's logger are
+  silenced, because their texts may quote header values.
+- Nothing is written to disk; ``meta`` carries no patient data.
+"""
+
+from .datatypes import Limits, LoadedImage, Window
+from .errors import ERROR_KINDS, ImageInputError
+from .loader import load_image, load_path
+from .modality import MODALITIES, suggest_modality
+from .preprocess import PREPROCESSING, PREPROCESSORS, crop_to_brain, preprocess
+
+__all__ = [
+    "ERROR_KINDS",
+    "MODALITIES",
+    "PREPROCESSING",
+    "PREPROCESSORS",
+    "ImageInputError",
+    "Limits",
+    "LoadedImage",
+    "Window",
+    "crop_to_brain",
+    "load_image",
+    "load_path",
+    "preprocess",
+    "suggest_modality",
+]

@@ -1,0 +1,137 @@
+"""Prediction: the model's view of an image, class probabilities, and the ``models.predict`` CLI.
+
+``python -m models.predict PATH [--modality M] [--json]`` loads the image, picks the model for
+the modality (the flag, else the DICOM Modality tag, else an error asking for it) and prints
+the label, confidence and all class probabilities. Bad input: exit code 2 and one line
+``error: <message>`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_path, preprocess
+from models.registry import LoadedModel, ModelUnavailable, load_for_modality
+
+__all__ = [
+    "Prediction",
+    "choose_modality",
+    "main",
+    "model_view",
+    "predict",
+    "probabilities",
+    "to_input",
+]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top class, its calibrated probability, all class probabilities and the latency."""
+
+    label: str
+    index: int
+    confidence: float
+    probabilities: dict[str, float]
+    latency_ms: float
+
+
+def model_view(loaded: LoadedModel, rgb: np.ndarray) -> np.ndarray:
+    """The image exactly as the model sees it (card preprocessing at the card's input size)."""
+    return preprocess(rgb, loaded.card.preprocessing, loaded.card.input_size)
+
+
+def to_input(loaded: LoadedModel, rgb: np.ndarray) -> torch.Tensor:
+    """``(1, 3, S, S)`` float tensor on the model's device, normalised as the card says."""
+    view = torch.from_numpy(np.ascontiguousarray(model_view(loaded, rgb)))
+    x = view.permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(loaded.card.mean).view(3, 1, 1)
+    std = torch.tensor(loaded.card.std).view(3, 1, 1)
+    return ((x - mean) / std).unsqueeze(0).to(loaded.device)
+
+
+def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Class probabilities from logits ``(N, C)``: softmax of ``logits / T``.
+
+    A single-logit (binary) head gives ``[1 - sigmoid(z / T), sigmoid(z / T)]``.
+    """
+    scaled = logits.float() / temperature
+    if scaled.shape[1] == 1:
+        positive = torch.sigmoid(scaled)
+        return torch.cat([1 - positive, positive], dim=1)
+    return torch.softmax(scaled, dim=1)
+
+
+def predict(loaded: LoadedModel, rgb: np.ndarray) -> Prediction:
+    """Run the model on one RGB image (preprocessing included in the latency)."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        probs = probabilities(loaded.model(to_input(loaded, rgb)), loaded.card.temperature)[0]
+    probs = probs.cpu()
+    index = int(probs.argmax())
+    latency_ms = (time.perf_counter() - start) * 1000
+    classes = loaded.card.classes
+    return Prediction(classes[index], index, float(probs[index]),
+                      {c: float(p) for c, p in zip(classes, probs, strict=True)}, latency_ms)
+
+
+def choose_modality(image: LoadedImage, requested: str | None) -> str:
+    """The requested modality, else the one the DICOM header suggests, else a clear error."""
+    if requested:
+        return requested
+    if image.suggested_modality:
+        return image.suggested_modality
+    raise ValueError(f"cannot tell the modality of this image; pass --modality "
+                     f"({', '.join(MODALITIES)})")
+
+
+def _parse_window(text: str) -> Window:
+    try:
+        center, width = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("window must be CENTER,WIDTH, e.g. 40,400") from None
+    return Window(center, width)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m models.predict", description=__doc__.split("\n")[0])
+    parser.add_argument("path", type=Path, help="PNG, JPEG, BMP, TIFF or DICOM file")
+    parser.add_argument("--modality", choices=MODALITIES, help="default: from the DICOM tag")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--frame", type=int, help="DICOM/TIFF frame (default: middle frame)")
+    parser.add_argument("--window", type=_parse_window, help="DICOM window CENTER,WIDTH")
+    parser.add_argument("--weights-dir", type=Path, help="registry folder (default: weights/)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (0 ok, 2 bad input or no model)."""
+    args = _parser().parse_args(argv)
+    try:
+        image = load_path(args.path, frame=args.frame, window=args.window)
+        modality = choose_modality(image, args.modality)
+        loaded = load_for_modality(modality, args.weights_dir)
+        result = predict(loaded, image.rgb)
+    except (ImageInputError, ModelUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"modality": modality, "model": loaded.card.name, **asdict(result)}))
+        return 0
+    print(f"{result.label}  {result.confidence:.1%}  ({loaded.card.name}, {modality}, "
+          f"{result.latency_ms:.0f} ms)")
+    for name, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<24} {p:7.2%}")
+    print("Research tool, not a diagnosis.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

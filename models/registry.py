@@ -1,0 +1,193 @@
+"""The weight registry: ``weights/<name>/{card.json, <weights file>}``, one folder per model.
+
+Finding a model reads only cards; loading checks the weights' sha256 against the card before
+deserialising (safetensors, or ``torch.load(weights_only=True)``) and checks that the weights
+fit the architecture and class list. Every failure is a :class:`ModelUnavailable` for that
+model's modality alone, so one broken model never takes the others down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from imaging import MODALITIES
+from models.card import CARD_FILE, CardError, ModelCard, code_version
+from models.device import select_device
+from models.zoo import ArchSpec, build_model, get_arch
+
+__all__ = [
+    "WEIGHTS_DIR_ENV",
+    "LoadedModel",
+    "ModelUnavailable",
+    "default_weights_dir",
+    "find_card",
+    "load_for_modality",
+    "load_model",
+    "registry_status",
+    "save_model",
+    "sha256_bytes",
+]
+
+WEIGHTS_DIR_ENV = "MEDXAI_WEIGHTS_DIR"
+
+
+class ModelUnavailable(RuntimeError):
+    """No usable model for a modality; ``str()`` is a sentence a clinician can read."""
+
+    def __init__(self, modality: str, reason: str) -> None:
+        super().__init__(f"no usable model for {modality}: {reason}")
+        self.modality = modality
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified model in eval mode on ``device``, with its card and architecture."""
+
+    model: nn.Module
+    card: ModelCard
+    arch: ArchSpec
+    device: torch.device
+    folder: Path
+
+
+def default_weights_dir() -> Path:
+    """``$MEDXAI_WEIGHTS_DIR`` if set, else the repository's ``weights/``."""
+    env = os.environ.get(WEIGHTS_DIR_ENV)
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "weights"
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def find_card(modality: str, root: Path | None = None) -> tuple[Path, ModelCard]:
+    """The folder and card of the default model for ``modality``.
+
+    Among valid cards for the modality, one marked ``default`` wins, then the first by folder
+    name. Unreadable cards are skipped here and reported by :func:`registry_status`.
+    """
+    if modality not in MODALITIES:
+        raise ModelUnavailable(modality, f"unknown modality; choose one of {', '.join(MODALITIES)}")
+    root = root or default_weights_dir()
+    candidates = []
+    for folder in sorted(p.parent for p in root.glob(f"*/{CARD_FILE}")):
+        try:
+            card = ModelCard.read(folder)
+        except CardError:
+            continue
+        if card.modality == modality:
+            candidates.append((not card.default, folder.name, folder, card))
+    if not candidates:
+        raise ModelUnavailable(modality, f"no model is installed in {root}; train one with "
+                                         f"`python -m training.train --modality {modality} ...`")
+    _, _, folder, card = min(candidates)
+    return folder, card
+
+
+def load_model(folder: Path, device: torch.device | str | None = None) -> LoadedModel:
+    """Verify and load the model in ``folder``; raises :class:`ModelUnavailable` on any problem."""
+    folder = Path(folder)
+    try:
+        card = ModelCard.read(folder)
+    except CardError as exc:
+        raise ModelUnavailable(folder.name, str(exc)) from None
+    weights_path = folder / card.weights_file
+    try:
+        data = weights_path.read_bytes()
+    except OSError:
+        raise ModelUnavailable(card.modality, f"weights file {weights_path} is missing") from None
+    if sha256_bytes(data) != card.sha256:
+        raise ModelUnavailable(card.modality, f"sha256 of {weights_path.name} does not match its "
+                                              "model card: the file was changed or corrupted; "
+                                              "refusing to load it")
+    state = _deserialise(data, weights_path, card.modality)
+    arch = get_arch(card.arch)
+    model = build_model(card.arch, len(card.classes))
+    _check_fits(model, state, card)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    device = torch.device(device) if device is not None else select_device()
+    return LoadedModel(model.eval().to(device), card, arch, device, folder)
+
+
+def load_for_modality(
+    modality: str, root: Path | None = None, device: torch.device | str | None = None
+) -> LoadedModel:
+    """Find and load the default model for ``modality``."""
+    folder, _ = find_card(modality, root)
+    return load_model(folder, device)
+
+
+def save_model(model: nn.Module, folder: Path, *, half: bool = True, **card_fields: Any) -> ModelCard:
+    """Write ``model`` as ``folder/model.safetensors`` (fp16 when ``half``) plus its card.
+
+    ``card_fields`` are the :class:`ModelCard` fields other than the file name, sha256 (computed
+    here), and ``code_version``/``created`` (filled in when absent). The card is validated
+    before anything is written.
+    """
+    from safetensors.torch import save
+
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
+    data = save(state)
+    card_fields.setdefault("code_version", code_version())
+    card_fields.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
+    card = ModelCard(weights_file="model.safetensors", sha256=sha256_bytes(data), **card_fields)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / card.weights_file).write_bytes(data)
+    card.write(folder)
+    return card
+
+
+def registry_status(root: Path | None = None) -> dict[str, ModelCard | ModelUnavailable]:
+    """For each modality its default card, or why there is none (cards only, no weights read)."""
+    status: dict[str, ModelCard | ModelUnavailable] = {}
+    for modality in MODALITIES:
+        try:
+            status[modality] = find_card(modality, root)[1]
+        except ModelUnavailable as exc:
+            status[modality] = exc
+    return status
+
+
+def _deserialise(data: bytes, path: Path, modality: str) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load as load_safetensors
+
+            return load_safetensors(data)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # any decoding failure means an unusable file, never a crash
+        raise ModelUnavailable(modality, f"weights file {path.name} cannot be read safely "
+                                         f"({type(exc).__name__}); only plain tensors are "
+                                         "accepted") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelUnavailable(modality, f"weights file {path.name} is not a state dict of tensors")
+    return state
+
+
+def _check_fits(model: nn.Module, state: dict[str, torch.Tensor], card: ModelCard) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+    if not (missing or unexpected or wrong):
+        return
+    if wrong and all(expected[k].shape[0] == len(card.classes) for k in wrong):
+        reason = (f"the card lists {len(card.classes)} classes but the weights' head has "
+                  f"{state[wrong[0]].shape[0]} outputs")
+    else:
+        reason = (f"weights do not fit architecture {card.arch}: {len(missing)} missing, "
+                  f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors "
+                  f"(first: {(missing + unexpected + wrong)[0]})")
+    raise ModelUnavailable(card.modality, reason)

@@ -1,0 +1,61 @@
+"""Fixtures shared by all test packages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY_CLASSES = {"mri": ["glioma", "meningioma", "notumor", "pituitary"], "xray": ["normal", "pneumonia"]}
+
+
+def register_tiny_model(root: Path, modality: str, arch: str = "resnet18", seed: int = 0,
+                        **overrides: object):
+    """Register a random-init model for ``modality`` under ``root`` (for tests only)."""
+    from models.registry import save_model
+    from models.zoo import build_model, get_arch
+
+    torch.manual_seed(seed)
+    classes = TINY_CLASSES[modality]
+    model = build_model(arch, len(classes))
+    spec = get_arch(arch)
+    fields: dict[str, object] = {
+        "name": f"tiny-{modality}-{arch}", "modality": modality, "arch": arch, "classes": classes,
+        "input_size": 64, "mean": list(spec.mean), "std": list(spec.std),
+        "preprocessing": "resize", "data": {"name": "random init (test)"},
+    }
+    fields.update(overrides)
+    return save_model(model, root / str(fields["name"]), **fields)
+
+
+@pytest.fixture(scope="session")
+def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weights folder with a tiny random ResNet-18 for ``mri`` (4 classes) and ``xray`` (2)."""
+    root = tmp_path_factory.mktemp("weights")
+    for modality in TINY_CLASSES:
+        register_tiny_model(root, modality)
+    return root
+
+
+SHARED_DATA_HINT = "shared data not found: set MEDXAI_DATA or place shared/data beside the repo"
+
+
+def shared_data_root() -> Path | None:
+    """The staged real data: ``$MEDXAI_DATA``, else ``shared/data`` beside the repo; None if absent.
+
+    Usable at collection time (e.g. to parametrise over a ``SOURCES.csv``).
+    """
+    configured = os.environ.get("MEDXAI_DATA")
+    root = Path(configured) if configured else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return root if root.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The staged real data folder; skips the test when it is absent."""
+    root = shared_data_root()
+    if root is None:
+        pytest.skip(SHARED_DATA_HINT)
+    return root

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.predict import predict, probabilities, to_input
+from models.registry import load_for_modality
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], weights: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MEDXAI_WEIGHTS_DIR": str(weights)}
+    return subprocess.run([sys.executable, "-m", "models.predict", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _png(tmp_path: Path, size: tuple[int, int] = (80, 60)) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "scan.png"
+    Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_probabilities_softmax_and_single_logit() -> None:
+    logits = torch.tensor([[2.0, 0.0]])
+    assert torch.allclose(probabilities(logits), torch.softmax(logits, 1))
+    assert torch.allclose(probabilities(logits, 2.0), torch.softmax(logits / 2, 1))
+    binary = probabilities(torch.tensor([[0.0], [10.0]]))
+    assert torch.allclose(binary[0], torch.tensor([0.5, 0.5]))
+    assert binary[1, 1] > 0.99
+
+
+def test_predict_matches_a_manual_forward(tiny_registry: Path) -> None:
+    loaded = load_for_modality("mri", tiny_registry, device="cpu")
+    rgb = np.random.default_rng(1).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    x = to_input(loaded, rgb)
+    assert x.shape == (1, 3, 64, 64)
+    with torch.no_grad():
+        expected = torch.softmax(loaded.model(x), 1)[0]
+    result = predict(loaded, rgb)
+    assert result.index == int(expected.argmax())
+    assert result.label == loaded.card.classes[result.index]
+    assert result.confidence == pytest.approx(float(expected.max()), abs=1e-6)
+    assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert result.latency_ms > 0
+
+
+def test_cli_json(tiny_registry: Path, tmp_path: Path) -> None:
+    proc = _run([str(_png(tmp_path)), "--modality", "xray", "--json"], tiny_registry)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert {"modality", "model", "label", "confidence", "probabilities", "latency_ms"} <= set(out)
+    assert out["modality"] == "xray" and out["label"] in ("normal", "pneumonia")
+    assert out["confidence"] == max(out["probabilities"].values())
+
+
+def test_cli_text_output_lists_all_classes(tiny_registry: Path, tmp_path: Path) -> None:
+    proc = _run([str(_png(tmp_path)), "--modality", "mri"], tiny_registry)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("glioma", "meningioma", "notumor", "pituitary"):
+        assert name in proc.stdout
+    assert "not a diagnosis" in proc.stdout
+
+
+def test_cli_takes_modality_from_dicom_tag(tiny_registry: Path, tmp_path: Path) -> None:
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("MR_small.dcm")
+    ds = dcmread(source)
+    path = tmp_path / "mr.dcm"
+    ds.save_as(path)
+    proc = _run([str(path), "--json"], tiny_registry)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["modality"] == "mri"
+
+
+def _assert_one_error_line(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_asks_for_modality_when_it_cannot_tell(tiny_registry: Path, tmp_path: Path) -> None:
+    _assert_one_error_line(_run([str(_png(tmp_path))], tiny_registry), "--modality")
+
+
+def test_cli_corrupt_file(tiny_registry: Path, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buf, "PNG")
+    path = tmp_path / "broken.png"
+    path.write_bytes(buf.getvalue()[:40])
+    _assert_one_error_line(_run([str(path), "--modality", "mri"], tiny_registry), "error")
+
+
+def test_cli_no_model_installed(tiny_registry: Path, tmp_path: Path) -> None:
+    _assert_one_error_line(_run([str(_png(tmp_path)), "--modality", "histology"], tiny_registry),
+                           "no model is installed")
+
+
+def test_cli_missing_file(tiny_registry: Path, tmp_path: Path) -> None:
+    _assert_one_error_line(_run([str(tmp_path / "nope.png"), "--modality", "mri"], tiny_registry),
+                           "nope.png")

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.card import CardError, ModelCard
+from models.registry import (
+    ModelUnavailable,
+    find_card,
+    load_for_modality,
+    load_model,
+    registry_status,
+)
+from tests.conftest import register_tiny_model
+
+
+def _copy_entry(tiny_registry: Path, tmp_path: Path, name: str = "tiny-mri-resnet18") -> Path:
+    folder = tmp_path / name
+    shutil.copytree(tiny_registry / name, folder)
+    return folder
+
+
+def test_round_trip_loads_the_same_weights(tmp_path: Path) -> None:
+    card = register_tiny_model(tmp_path, "xray", seed=7)
+    loaded = load_for_modality("xray", tmp_path, device="cpu")
+    torch.manual_seed(7)
+    from models.zoo import build_model
+
+    reference = build_model("resnet18", 2)
+    assert loaded.card == card
+    assert not loaded.model.training
+    # fp16 storage: equal to the reference within half precision
+    assert torch.allclose(loaded.model.conv1.weight, reference.conv1.weight, atol=1e-3)
+    assert loaded.model.conv1.weight.dtype == torch.float32
+
+
+def test_card_records_provenance(tiny_registry: Path) -> None:
+    card = ModelCard.read(tiny_registry / "tiny-mri-resnet18")
+    assert len(card.sha256) == 64 and card.code_version and card.created
+    assert card.classes == ["glioma", "meningioma", "notumor", "pituitary"]
+
+
+def test_tampered_weights_are_refused(tiny_registry: Path, tmp_path: Path) -> None:
+    folder = _copy_entry(tiny_registry, tmp_path)
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelUnavailable, match="sha256 .* does not match"):
+        load_model(folder)
+
+
+def test_missing_weights_file(tiny_registry: Path, tmp_path: Path) -> None:
+    folder = _copy_entry(tiny_registry, tmp_path)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ModelUnavailable, match="missing"):
+        load_model(folder)
+
+
+def _rewrite_card(folder: Path, **changes: object) -> None:
+    raw = json.loads((folder / "card.json").read_text())
+    raw.update(changes)
+    (folder / "card.json").write_text(json.dumps(raw))
+
+
+def test_pickle_payload_with_matching_hash_is_refused(tiny_registry: Path, tmp_path: Path) -> None:
+    """Even a file whose sha256 the card vouches for is never unpickled beyond tensors."""
+    from models.registry import sha256_bytes
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    folder = _copy_entry(tiny_registry, tmp_path)
+    torch.save({"conv1.weight": Payload()}, folder / "model.pth")
+    _rewrite_card(folder, weights_file="model.pth",
+                  sha256=sha256_bytes((folder / "model.pth").read_bytes()))
+    with pytest.raises(ModelUnavailable, match="cannot be read safely"):
+        load_model(folder)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_class_list_must_match_head(tiny_registry: Path, tmp_path: Path) -> None:
+    folder = _copy_entry(tiny_registry, tmp_path)
+    _rewrite_card(folder, classes=["a", "b", "c"])
+    with pytest.raises(ModelUnavailable, match="3 classes but the weights' head has 4 outputs"):
+        load_model(folder)
+
+
+def test_weights_for_another_arch_are_refused(tiny_registry: Path, tmp_path: Path) -> None:
+    folder = _copy_entry(tiny_registry, tmp_path)
+    _rewrite_card(folder, arch="mobilenet_v2")
+    with pytest.raises(ModelUnavailable, match="do not fit architecture mobilenet_v2"):
+        load_model(folder)
+
+
+def test_broken_model_disables_only_its_modality(tiny_registry: Path, tmp_path: Path) -> None:
+    for name in ("tiny-mri-resnet18", "tiny-xray-resnet18"):
+        _copy_entry(tiny_registry, tmp_path, name)
+    (tmp_path / "tiny-mri-resnet18" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelUnavailable) as err:
+        load_for_modality("mri", tmp_path)
+    assert err.value.modality == "mri"
+    assert load_for_modality("xray", tmp_path).card.modality == "xray"
+
+
+def test_status_says_plainly_when_no_model_is_installed(tiny_registry: Path) -> None:
+    status = registry_status(tiny_registry)
+    assert isinstance(status["mri"], ModelCard) and isinstance(status["xray"], ModelCard)
+    for modality in ("endoscopy", "histology"):
+        assert isinstance(status[modality], ModelUnavailable)
+        assert "no model is installed" in str(status[modality])
+
+
+def test_default_flag_picks_among_several(tmp_path: Path) -> None:
+    register_tiny_model(tmp_path, "mri", name="a-mri", default=False)
+    register_tiny_model(tmp_path, "mri", name="b-mri", default=True)
+    assert find_card("mri", tmp_path)[1].name == "b-mri"
+
+
+def test_unknown_modality_is_refused(tiny_registry: Path) -> None:
+    with pytest.raises(ModelUnavailable, match="unknown modality"):
+        find_card("ultrasound", tiny_registry)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"modality": "ct"}, "modality"),
+        ({"classes": ["only"]}, "classes"),
+        ({"preprocessing": "magic"}, "preprocessing"),
+        ({"sha256": "abc"}, "sha256"),
+        ({"weights_file": "../evil.safetensors"}, "weights_file"),
+    ],
+)
+def test_invalid_cards_are_rejected(tiny_registry: Path, tmp_path: Path, change: dict,
+                                    message: str) -> None:
+    folder = _copy_entry(tiny_registry, tmp_path)
+    _rewrite_card(folder, **change)
+    with pytest.raises(CardError, match=message):
+        ModelCard.read(folder)
+    with pytest.raises(ModelUnavailable):
+        load_model(folder)
+
+
+def test_incomplete_card(tmp_path: Path) -> None:
+    (tmp_path / "card.json").write_text('{"name": "x"}')
+    with pytest.raises(CardError, match="incomplete"):
+        ModelCard.read(tmp_path)
