@@ -1,0 +1,145 @@
+"""End-to-end training runs on tiny data: registry entry, predict, evaluate, resume, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.card import ModelCard
+from models.registry import load_model
+from tests.training.helpers import CLASSES, make_image_folder
+from training import evaluate, train
+
+REPO = Path(__file__).resolve().parents[2]
+# Tiny and fast: ResNet-18 from random weights at 32 px, one thread.
+TINY = ["--arch", "resnet18", "--pretrained", "none", "--input-size", "32", "--batch-size", "8",
+        "--ratios", "2:1:1", "--threads", "1", "--schedule", "constant", "--seed", "3"]
+
+
+def _train(data: Path, out: Path, ckpt: Path, *extra: str) -> ModelCard:
+    assert train.main(["--data", str(data), "--modality", "histology", "--out", str(out),
+                       "--checkpoint-dir", str(ckpt), *TINY, *extra]) == 0
+    return ModelCard.read(out)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, ModelCard]:
+    """Images made on the fly, one warm-up epoch on cached features plus one fine-tuning epoch."""
+    root = tmp_path_factory.mktemp("train")
+    data = make_image_folder(root / "data", per_class=8)
+    card = _train(data, root / "weights" / "histo-tiny", root / "ckpt", "--epochs", "1",
+                  "--warmup-epochs", "1", "--rotation", "10", "--hflip", "--default")
+    return data, root / "weights", card
+
+
+def test_generated_run_writes_a_loadable_registry_entry(generated, capsys) -> None:
+    data, weights, card = generated
+    assert card.classes == list(CLASSES) and card.input_size == 32 and card.default
+    assert card.split["test_files"] and card.split["seed"] == 3
+    assert card.recipe["command"].startswith("python -m training.train --data ")
+    assert [row["stage"] for row in card.metrics["training"]["history"]] == ["head", "full"]
+    assert {"ece_before", "ece_after", "temperature"} <= set(card.metrics["calibration"])
+    assert card.temperature == pytest.approx(card.metrics["calibration"]["temperature"])
+    load_model(weights / "histo-tiny", device="cpu")
+
+    from models import predict
+
+    image = next((data / "beta").iterdir())
+    capsys.readouterr()
+    assert predict.main([str(image), "--modality", "histology", "--weights-dir", str(weights), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "histo-tiny" and set(result["probabilities"]) == set(CLASSES)
+
+
+def test_evaluate_test_split_reproduces_card(generated, tmp_path, capsys) -> None:
+    data, weights, card = generated
+    capsys.readouterr()
+    assert evaluate.main(["--data", str(data), "--modality", "histology", "--weights-dir",
+                          str(weights), "--split", "test", "--json", "--plots", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == card.metrics["n"]
+    for key in ("accuracy", "macro_f1", "balanced_accuracy", "auc_macro", "ece"):
+        assert report[key] == pytest.approx(card.metrics[key], abs=1e-4), key
+    assert report["confusion_matrix"] == card.metrics["confusion_matrix"]
+    for name in ("confusion_matrix", "roc", "reliability"):
+        assert (tmp_path / f"{name}.html").stat().st_size > 0
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_rejects_unknown_classes(generated, tmp_path, capsys) -> None:
+    data, weights, _ = generated
+    (tmp_path / "delta").mkdir()
+    (tmp_path / "delta" / "x.png").write_bytes(next((data / "alpha").iterdir()).read_bytes())
+    assert evaluate.main(["--data", str(tmp_path), "--model", "histo-tiny",
+                          "--weights-dir", str(weights)]) == 2
+    assert "['delta'] are not classes of the model" in capsys.readouterr().err
+
+
+def test_resume_gives_the_same_next_epoch(tmp_path: Path) -> None:
+    data = make_image_folder(tmp_path / "data", per_class=6)
+    no_warmup = ("--warmup-epochs", "0", "--rotation", "15", "--hflip")
+    straight = _train(data, tmp_path / "w" / "a", tmp_path / "a", "--epochs", "2", *no_warmup)
+    _train(data, tmp_path / "w" / "b", tmp_path / "b", "--epochs", "1", *no_warmup)
+    resumed = _train(data, tmp_path / "w" / "b", tmp_path / "b", "--epochs", "2", "--resume", *no_warmup)
+    first, second = (c.metrics["training"]["history"] for c in (straight, resumed))
+    assert len(first) == len(second) == 2
+    assert second[1]["train_loss"] == pytest.approx(first[1]["train_loss"], rel=1e-6)
+    assert second[1]["val_loss"] == pytest.approx(first[1]["val_loss"], rel=1e-6)
+    assert second[1]["train_loss"] != pytest.approx(second[0]["train_loss"], rel=1e-6)
+
+
+def test_feature_regime_with_sampler(tmp_path: Path) -> None:
+    data = make_image_folder(tmp_path / "data", per_class=6)
+    card = _train(data, tmp_path / "w" / "f", tmp_path / "f", "--regime", "feature",
+                  "--epochs", "3", "--balance", "sampler", "--lr", "1e-2")
+    assert {row["stage"] for row in card.metrics["training"]["history"]} == {"head"}
+    assert card.recipe["regime"] == "feature" and card.recipe["balance"] == "sampler"
+
+
+def test_recipe_flags_override_presets() -> None:
+    args = train.build_parser().parse_args(["--data", "x", "--modality", "mri", "--recipe",
+                                            "brain-mri-2024", "--lr", "3e-4", "--no-hflip",
+                                            "--ratios", "7:2:1"])
+    recipe = train.resolve_recipe(args)
+    assert (recipe.lr, recipe.hflip, recipe.ratios) == (3e-4, False, (7.0, 2.0, 1.0))
+    assert (recipe.dropout, recipe.preprocessing, recipe.rotation) == (0.4, "brain_mri", 10)
+
+
+def test_one_epoch_on_real_subset(shared_data: Path, tmp_path: Path) -> None:
+    """A few real brain MRIs per class through brain_mri preprocessing, into the registry."""
+    card = _train_real(shared_data, tmp_path)
+    assert card.preprocessing == "brain_mri" and card.classes == ["glioma", "meningioma", "notumor", "pituitary"]
+    assert card.split["counts"]["test"] == dict.fromkeys(card.classes, 1)
+    load_model(tmp_path / "w" / "mri-tiny", device="cpu")
+
+
+def _train_real(shared_data: Path, tmp_path: Path) -> ModelCard:
+    out = tmp_path / "w" / "mri-tiny"
+    assert train.main(["--data", str(shared_data / "brain-tumor-mri"), "--modality", "mri",
+                       "--recipe", "brain-mri-2024", "--max-per-class", "4", "--epochs", "1",
+                       "--out", str(out), "--checkpoint-dir", str(tmp_path / "ck"), *TINY]) == 0
+    return ModelCard.read(out)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_save_once(tmp_path: Path) -> None:
+    data = make_image_folder(tmp_path / "data", per_class=6)
+    weights = tmp_path / "weights"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+               "-m", "training.train", "--data", str(data), "--modality", "histology",
+               "--out", str(weights / "ddp"), "--checkpoint-dir", str(tmp_path / "ck"),
+               "--epochs", "1", "--warmup-epochs", "1", "--device", "cpu", *TINY]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cards = list(weights.glob("*/card.json"))
+    assert len(cards) == 1 and done.stdout.count("saved ") == 1
+    card = ModelCard.read(cards[0])
+    assert card.recipe["world_size"] == 2 and card.recipe["command"].startswith("torchrun --nproc_per_node 2")
+    assert torch.isfinite(torch.tensor(card.metrics["training"]["history"][-1]["train_loss"]))

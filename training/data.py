@@ -1,0 +1,299 @@
+"""Datasets for training and evaluation: listing, decoding once, near-duplicate groups, splits.
+
+Input is an ImageFolder tree (``DIR/<class>/<image>``) or a CSV with a header naming a path
+column (``path`` or ``file``, relative to the CSV's folder), a ``label`` column and, optionally, a
+group column (e.g. LC25000's ``augmentation_group``). Every image is read with
+:func:`imaging.load_path` and :func:`imaging.preprocess` exactly as inference reads it, once per
+run, into a uint8 tensor kept in memory.
+
+Splits are stratified by class over *groups*: images whose difference hashes (dHash) differ in at
+most ``max_hamming`` of their bits are joined (union-find, so near-duplicate chains such as
+adjacent MRI slices or consecutive capsule frames form one group), and so are images sharing a
+group-column value or a ``group_pattern`` match. A group never straddles two splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import compress
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from imaging import load_path, preprocess
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Dataset",
+    "GroupRule",
+    "Split",
+    "assign_parts",
+    "decode_images",
+    "dhash",
+    "group_ids",
+    "list_files",
+    "make_split",
+    "sha256_of_files",
+]
+
+# Files a class folder may hold; DICOM files often have no suffix at all.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp",
+                            ".dcm", ".dicom", ""})
+_PATH_COLUMNS = ("path", "file", "filename", "image")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Listed samples: ``files`` relative to ``root``, class index ``labels``, optional ``groups``."""
+
+    root: Path
+    files: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    groups: list[str] | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        """Absolute paths of the files."""
+        return [self.root / f for f in self.files]
+
+    def counts(self, index: np.ndarray | None = None) -> dict[str, int]:
+        """Images per class, over ``index`` (all when ``None``)."""
+        labels = self.labels if index is None else self.labels[index]
+        tally = Counter(int(v) for v in labels)
+        return {c: tally.get(i, 0) for i, c in enumerate(self.classes)}
+
+
+def list_files(data: Path, *, group_column: str | None = None,
+               classes: Sequence[str] | None = None, max_per_class: int | None = None) -> Dataset:
+    """List an ImageFolder tree or a CSV file; classes are sorted unless ``classes`` is given.
+
+    ``max_per_class`` keeps the first N files of each class in listing order (smoke runs).
+    """
+    data = Path(data)
+    if data.is_file():
+        root, files, names, groups = _read_csv(data, group_column)
+    elif data.is_dir():
+        if group_column:
+            raise ValueError("--group-column needs a CSV input, not a folder")
+        root, groups = data, None
+        files, names = [], []
+        for folder in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for path in sorted(folder.rglob("*")):
+                if (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+                        and not path.name.startswith(".")):
+                    files.append(path.relative_to(data).as_posix())
+                    names.append(folder.name)
+    else:
+        raise FileNotFoundError(f"no dataset at {data}: expected a folder of class folders or a CSV")
+    if max_per_class is not None:
+        seen: Counter[str] = Counter()
+        keep = []
+        for name in names:
+            seen[name] += 1
+            keep.append(seen[name] <= max_per_class)
+        files, names = list(compress(files, keep)), list(compress(names, keep))
+        groups = list(compress(groups, keep)) if groups is not None else None
+    if not files:
+        raise ValueError(f"no images found in {data}")
+    found = sorted(set(names))
+    classes = list(classes) if classes is not None else found
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise ValueError(f"classes {unknown} in {data} are not among {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    return Dataset(root, files, np.array([index[n] for n in names], dtype=np.int64), classes, groups)
+
+
+def _read_csv(path: Path, group_column: str | None) -> tuple[Path, list[str], list[str], list[str] | None]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    header = list(rows[0]) if rows else []
+    path_column = next((c for c in _PATH_COLUMNS if c in header), None)
+    if path_column is None or "label" not in header:
+        raise ValueError(f"{path} needs a header with a path column ({'/'.join(_PATH_COLUMNS)}) "
+                         f"and a 'label' column; found {header}")
+    if group_column and group_column not in header:
+        raise ValueError(f"group column {group_column!r} is not in {path} (columns: {header})")
+    files = [r[path_column] for r in rows]
+    groups = [r[group_column] for r in rows] if group_column else None
+    return path.parent, files, [r["label"] for r in rows], groups
+
+
+def decode_images(paths: Sequence[Path], preprocessing: str, size: int,
+                  threads: int = 2) -> torch.Tensor:
+    """``(N, 3, size, size)`` uint8: each file loaded and preprocessed as at inference."""
+    def one(path: Path) -> np.ndarray:
+        return preprocess(load_path(path).rgb, preprocessing, size)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        views = list(pool.map(one, paths))
+    return torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).contiguous()
+
+
+def dhash(images: torch.Tensor, bits: int = 16) -> np.ndarray:
+    """Difference hash of each ``(3, S, S)`` uint8 image: ``bits*bits`` booleans per image.
+
+    Grey thumbnail of ``bits+1`` x ``bits`` (area interpolation); bit = left pixel > right pixel.
+    """
+    out = np.empty((len(images), bits * bits), dtype=bool)
+    for i, image in enumerate(images.permute(0, 2, 3, 1).numpy()):
+        grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        thumb = cv2.resize(grey, (bits + 1, bits), interpolation=cv2.INTER_AREA).astype(np.int16)
+        out[i] = (thumb[:, :-1] > thumb[:, 1:]).ravel()
+    return out
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """How images are joined into groups that never straddle splits (recorded in the card).
+
+    Defaults measured on the staged data: a 16x16 dHash (256 bits) with Hamming distance <= 24
+    joins every MRI pair whose 32x32 thumbnail correlation exceeds 0.99 and ~95% of such capsule
+    frame pairs (the rest are joined through chains), while the largest groups stay small
+    (MRI 7, capsule 29, chest X-ray 16 images). An 8x8 hash is too coarse: chest X-rays all look
+    alike at 8x8 and merge into one group even at distance 2.
+    """
+
+    max_hamming: int = 24
+    hash_bits: int = 16
+    group_column: str | None = None
+    group_pattern: str | None = None
+
+    def describe(self) -> str:
+        """One sentence for the model card."""
+        parts = [f"dHash {self.hash_bits}x{self.hash_bits} of the preprocessed image, "
+                 f"Hamming distance <= {self.max_hamming}" if self.max_hamming >= 0 else "no hashing"]
+        if self.group_column:
+            parts.append(f"same value in CSV column {self.group_column!r}")
+        if self.group_pattern:
+            parts.append(f"same match of {self.group_pattern!r} in the file name")
+        return "union-find over: " + "; ".join(parts)
+
+
+def group_ids(dataset: Dataset, hashes: np.ndarray | None, rule: GroupRule) -> np.ndarray:
+    """Connected-component id per image (ids are the smallest member index)."""
+    n = len(dataset.files)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    if hashes is not None and rule.max_hamming >= 0:
+        packed = hashes.astype(np.int32)
+        for start in range(0, n, 512):  # chunked all-pairs Hamming distances
+            block = packed[start:start + 512]
+            distance = block @ (1 - packed).T + (1 - block) @ packed.T
+            for i, j in zip(*np.nonzero(distance <= rule.max_hamming), strict=True):
+                if start + i < j:
+                    union(start + int(i), int(j))
+    keys: list[list[str]] = []
+    if dataset.groups is not None:
+        keys.append(dataset.groups)
+    if rule.group_pattern:
+        pattern = re.compile(rule.group_pattern)
+        keys.append([m[0] if (m := pattern.search(Path(f).name)) else f for f in dataset.files])
+    for key in keys:
+        first: dict[tuple[int, str], int] = {}
+        for i, value in enumerate(key):
+            if value:
+                union(first.setdefault((int(dataset.labels[i]), value), i), i)
+    return np.array([find(i) for i in range(n)])
+
+
+def assign_parts(labels: np.ndarray, groups: np.ndarray, weights: Sequence[float],
+                 seed: int) -> np.ndarray:
+    """Part index per image: whole groups, stratified by class, parts sized by ``weights``.
+
+    Per class (a group counts for its majority label), groups are shuffled with ``seed``,
+    ordered largest first, and each goes to the part furthest below its target share.
+    """
+    rng = np.random.default_rng(seed)
+    weights = np.asarray(weights, dtype=float) / float(np.sum(weights))
+    part = np.empty(len(labels), dtype=np.int64)
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(int(g), []).append(i)
+    by_class: dict[int, list[list[int]]] = {}
+    for idx in members.values():
+        majority = Counter(int(labels[i]) for i in idx).most_common(1)[0][0]
+        by_class.setdefault(majority, []).append(idx)
+    for label in sorted(by_class):
+        group_list = by_class[label]
+        order = rng.permutation(len(group_list))
+        ordered = sorted((group_list[k] for k in order), key=len, reverse=True)
+        target = weights * sum(len(g) for g in ordered)
+        filled = np.zeros(len(weights))
+        for idx in ordered:
+            choice = int(np.argmax(target - filled))
+            part[idx] = choice
+            filled[choice] += len(idx)
+    return part
+
+
+@dataclass(frozen=True)
+class Split:
+    """Indices of train / val / test images and the record that reproduces them."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    record: dict[str, object]
+
+
+def make_split(dataset: Dataset, hashes: np.ndarray | None, rule: GroupRule, *, seed: int,
+               ratios: Sequence[float] = (8, 1, 1), folds: int = 0, fold: int = 0) -> Split:
+    """Grouped stratified split: ``ratios`` train:val:test, or ``folds``-fold with fold ``fold``
+    as test and fold ``fold + 1`` (mod K) as validation."""
+    groups = group_ids(dataset, hashes, rule)
+    if folds:
+        if not 0 <= fold < folds or folds < 3:
+            raise ValueError("--folds needs K >= 3 and 0 <= --fold < K")
+        parts = assign_parts(dataset.labels, groups, [1] * folds, seed)
+        role = np.where(parts == fold, 2, np.where(parts == (fold + 1) % folds, 1, 0))
+    else:
+        if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
+            raise ValueError("ratios need three non-negative numbers train:val:test, train > 0")
+        role = assign_parts(dataset.labels, groups, ratios, seed)
+    train, val, test = (np.flatnonzero(role == r) for r in range(3))
+    sizes = Counter(groups.tolist())
+    test_files = sorted(dataset.files[i] for i in test)
+    record: dict[str, object] = {
+        "method": f"stratified grouped {folds}-fold" if folds else "stratified grouped ratio split",
+        "seed": seed,
+        "ratios": None if folds else [float(r) for r in ratios],
+        "folds": folds or None,
+        "fold": fold if folds else None,
+        "grouping": rule.describe(),
+        "group_rule": {"max_hamming": rule.max_hamming, "hash_bits": rule.hash_bits,
+                       "group_column": rule.group_column, "group_pattern": rule.group_pattern},
+        "groups": len(sizes),
+        "largest_group": max(sizes.values()),
+        "images_in_multi_image_groups": sum(s for s in sizes.values() if s > 1),
+        "counts": {name: dataset.counts(idx) for name, idx in
+                   (("train", train), ("val", val), ("test", test))},
+        "test_sha256": sha256_of_files(test_files),
+        "test_files": test_files,
+    }
+    return Split(train, val, test, record)
+
+
+def sha256_of_files(files: Sequence[str]) -> str:
+    """sha256 of the sorted relative paths joined by newlines (identifies a test split)."""
+    return hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()

@@ -1,0 +1,218 @@
+"""Evaluate a registered model on a labelled data set.
+
+``python -m training.evaluate --data DIR (--model NAME | --modality M) [--split test] [--json]
+[--plots DIR] [--weights-dir W]``
+
+``--model`` is a folder name in the registry (or a model folder path); ``--modality`` takes the
+registry's default model. Images go through exactly the inference path (card preprocessing,
+input size, normalisation, temperature). The data's class names must all be on the card (matched
+by name, case-insensitively). ``--split test`` evaluates only the files the card records as its
+test split (their sha256 is checked), which reproduces the card's metrics. ``--plots`` writes
+the confusion matrix, ROC curves and reliability diagram as interactive HTML (plotly) and PNG
+(matplotlib: plotly's own PNG export, kaleido, needs a separate Chrome install).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imaging import MODALITIES, ImageInputError
+from models.predict import probabilities
+from models.registry import (
+    LoadedModel,
+    ModelUnavailable,
+    default_weights_dir,
+    load_for_modality,
+    load_model,
+)
+from training.augment import normalise
+from training.data import Dataset, decode_images, list_files, sha256_of_files
+from training.metrics import classification_report
+
+__all__ = ["evaluate", "main", "match_classes", "model_probabilities", "write_plots"]
+
+
+def match_classes(dataset: Dataset, card_classes: list[str]) -> Dataset:
+    """``dataset`` relabelled to the card's class indices; unknown data classes are an error."""
+    lookup = {c.lower(): i for i, c in enumerate(card_classes)}
+    missing = [c for c in dataset.classes if c.lower() not in lookup]
+    if missing:
+        raise ValueError(f"data classes {missing} are not classes of the model "
+                         f"({', '.join(card_classes)}); rename the folders to match the card")
+    remap = np.array([lookup[c.lower()] for c in dataset.classes])
+    return Dataset(dataset.root, dataset.files, remap[dataset.labels], list(card_classes),
+                   dataset.groups)
+
+
+def select_test_split(dataset: Dataset, split: dict[str, Any]) -> Dataset:
+    """The files of the card's recorded test split (checked against its sha256)."""
+    files = split.get("test_files")
+    if not files or sha256_of_files(files) != split.get("test_sha256"):
+        raise ValueError("the model card records no usable test split (test_files / test_sha256)")
+    position = {f: i for i, f in enumerate(dataset.files)}
+    absent = [f for f in files if f not in position]
+    if absent:
+        raise ValueError(f"{len(absent)} test files of the card are not in the data "
+                         f"(first: {absent[0]}); pass the data folder the model was trained on")
+    index = np.array([position[f] for f in files])
+    return Dataset(dataset.root, list(files), dataset.labels[index], dataset.classes, None)
+
+
+@torch.no_grad()
+def model_probabilities(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+    """Calibrated class probabilities of ``(N, 3, S, S)`` uint8 model views."""
+    card = loaded.card
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = normalise(images[i:i + batch_size], card.mean, card.std).to(loaded.device)
+        out.append(probabilities(loaded.model(x), card.temperature).cpu())
+    return torch.cat(out).numpy()
+
+
+def evaluate(loaded: LoadedModel, data: Path, *, split: str = "all"
+             ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Metrics of ``loaded`` on ``data`` (``split``: ``all`` or the card's ``test``).
+
+    Returns the report (with ``model`` and ``split`` added), the labels and the probabilities.
+    """
+    dataset = match_classes(list_files(data), loaded.card.classes)
+    if split == "test":
+        dataset = select_test_split(dataset, loaded.card.split)
+    images = decode_images(dataset.paths, loaded.card.preprocessing, loaded.card.input_size,
+                           threads=torch.get_num_threads())
+    probs = model_probabilities(loaded, images)
+    report = classification_report(dataset.labels, probs, loaded.card.classes)
+    report.update(model=loaded.card.name, data=str(data), split=split)
+    return report, dataset.labels, probs
+
+
+def write_plots(report: dict[str, Any], labels: np.ndarray, probs: np.ndarray, folder: Path,
+                bins: int = 15) -> list[Path]:
+    """Confusion matrix, one-vs-rest ROC curves and reliability diagram as HTML and PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+    from sklearn.metrics import roc_curve
+
+    folder.mkdir(parents=True, exist_ok=True)
+    classes = report["classes"]
+    cm = np.array(report["confusion_matrix"])
+    roc = {c: roc_curve(labels == i, probs[:, i])[:2] for i, c in enumerate(classes)
+           if report["per_class"][c]["auc"] is not None}
+    confidence, correct = probs.max(1), probs.argmax(1) == labels
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    filled = [b for b in range(bins) if (which == b).any()]
+    centres = [(b + 0.5) / bins for b in filled]
+    accuracy = [float(correct[which == b].mean()) for b in filled]
+
+    figures = {
+        "confusion_matrix": go.Figure(go.Heatmap(z=cm, x=classes, y=classes, text=cm,
+                                                 texttemplate="%{text}", colorscale="Blues")),
+        "roc": go.Figure([go.Scatter(x=fpr, y=tpr, name=f"{c} (AUC {report['per_class'][c]['auc']:.3f})")
+                          for c, (fpr, tpr) in roc.items()]
+                         + [go.Scatter(x=[0, 1], y=[0, 1], name="chance", line={"dash": "dot"})]),
+        "reliability": go.Figure([go.Bar(x=centres, y=accuracy, width=1 / bins, name="accuracy"),
+                                  go.Scatter(x=[0, 1], y=[0, 1], name="perfect calibration")]),
+    }
+    titles = {"confusion_matrix": ("predicted", "true", "Confusion matrix"),
+              "roc": ("false positive rate", "true positive rate", "ROC (one vs rest)"),
+              "reliability": ("confidence", "accuracy", f"Reliability (ECE {report['ece']:.3f})")}
+    written = []
+    for name, fig in figures.items():
+        xlabel, ylabel, title = titles[name]
+        fig.update_layout(title=f"{title}: {report['model']}", xaxis_title=xlabel, yaxis_title=ylabel)
+        if name == "confusion_matrix":
+            fig.update_yaxes(autorange="reversed")
+        html = folder / f"{name}.html"
+        fig.write_html(html, include_plotlyjs="directory")
+        written.append(html)
+
+        figure, axis = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+        if name == "confusion_matrix":
+            axis.imshow(cm, cmap="Blues")
+            axis.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
+            axis.set_yticks(range(len(classes)), classes)
+            for (i, j), value in np.ndenumerate(cm):
+                axis.text(j, i, str(value), ha="center", va="center",
+                          color="white" if value > cm.max() / 2 else "black")
+        elif name == "roc":
+            for c, (fpr, tpr) in roc.items():
+                axis.plot(fpr, tpr, label=f"{c} (AUC {report['per_class'][c]['auc']:.3f})")
+            axis.plot([0, 1], [0, 1], ":", color="grey")
+            axis.legend(fontsize=8)
+        else:
+            axis.bar(centres, accuracy, width=1 / bins, edgecolor="black", alpha=0.7)
+            axis.plot([0, 1], [0, 1], ":", color="grey")
+            axis.set_xlim(0, 1)
+            axis.set_ylim(0, 1)
+        axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        figure.tight_layout()
+        png = folder / f"{name}.png"
+        figure.savefig(png)
+        plt.close(figure)
+        written.append(png)
+    return written
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    print(f"{report['model']} on {report['data']} ({report['split']}, n={report['n']})")
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "gmean", "iba",
+                "auc_macro", "ece"):
+        value = report[key]
+        print(f"  {key:<18} {'n/a' if value is None else f'{value:.4f}'}")
+    print(f"  {'class':<20} {'prec/PPV':>8} {'sens':>8} {'spec':>8} {'NPV':>8} {'F1':>8} {'AUC':>8} {'n':>6}")
+    for name, row in report["per_class"].items():
+        auc = "n/a" if row["auc"] is None else f"{row['auc']:.4f}"
+        print(f"  {name:<20} {row['precision']:8.4f} {row['sensitivity']:8.4f} "
+              f"{row['specificity']:8.4f} {row['npv']:8.4f} {row['f1']:8.4f} {auc:>8} {row['support']:6d}")
+    print("  confusion matrix (rows true, columns predicted):")
+    for name, row in zip(report["classes"], report["confusion_matrix"], strict=True):
+        print(f"    {name:<20} {row}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; 0 on success, 2 on bad input or no model."""
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="class folders or a CSV")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="registry folder name, or a model folder path")
+    which.add_argument("--modality", choices=MODALITIES, help="the modality's default model")
+    parser.add_argument("--split", choices=("all", "test"), default="all",
+                        help="all images, or the card's recorded test split")
+    parser.add_argument("--weights-dir", type=Path, help="registry folder (default weights/)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--plots", type=Path, help="folder for HTML and PNG plots")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: auto)")
+    args = parser.parse_args(argv)
+    try:
+        if args.model:
+            folder = Path(args.model)
+            if not folder.is_dir():
+                folder = (args.weights_dir or default_weights_dir()) / args.model
+            loaded = load_model(folder, args.device)
+        else:
+            loaded = load_for_modality(args.modality, args.weights_dir, args.device)
+        report, labels, probs = evaluate(loaded, args.data, split=args.split)
+    except (ModelUnavailable, ImageInputError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.plots:
+        report["plots"] = [str(p) for p in write_plots(report, labels, probs, args.plots)]
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
