@@ -1,13 +1,45 @@
-"""MedXAI Streamlit entry point: page setup, navigation and the ever-present disclaimer."""
+"""MedXAI home page (the entry point): what the tool is and is not, installed models, how-to.
+
+The other pages live in ``pages/``; Streamlit lists them in the sidebar."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-st.set_page_config(page_title="MedXAI", layout="wide")
+from models.card import ModelCard
+from models.registry import registry_status
+from pages import page_header
 
-navigation = st.navigation([
-    st.Page("pages/home.py", title="Home", default=True),
-])
-st.sidebar.caption("Research tool, not a diagnosis. Uploads stay in memory and are never saved.")
-navigation.run()
+page_header("MedXAI: explainable medical image classification", prominent=True)
+st.markdown(
+    "Upload an endoscopy, brain-MRI, X-ray or histology image (PNG, JPEG, TIFF or DICOM). The app "
+    "picks the fine-tuned model for that modality, shows the prediction with its confidence, and "
+    "shows class-activation maps side by side over the image, so you can see *where* the model "
+    "looked before you weigh *what* it said."
+)
+
+st.subheader("Installed models")
+rows = []
+for modality, entry in registry_status().items():
+    if isinstance(entry, ModelCard):
+        accuracy = entry.metrics.get("accuracy")
+        rows.append({"modality": modality, "model": entry.name, "architecture": entry.arch,
+                     "classes": ", ".join(entry.classes),
+                     "test accuracy": f"{accuracy:.1%}" if isinstance(accuracy, float) else "n/a",
+                     "data": entry.data.get("name", "unknown"), "status": "ready"})
+    else:
+        rows.append({"modality": modality, "model": "-", "architecture": "-", "classes": "-",
+                     "test accuracy": "-", "data": "-", "status": entry.reason})
+st.dataframe(rows, hide_index=True, width="stretch")
+
+st.subheader("How to use it")
+st.markdown(
+    "1. **Predict**: upload an image, check the modality (DICOM files fill it in), press "
+    "*Predict*. You get the label, its confidence, all class probabilities and heat maps "
+    "(default Grad-CAM, HiResCAM, HayCAM+). Change colour map and opacity freely: the maps are "
+    "kept, not recomputed. Download the overlays or an HTML/PDF report.\n"
+    "2. **Compare methods**: every method on one image, timed; upload a ground-truth mask to "
+    "score each map (IoU, Dice, pointing game) and see deletion/insertion curves.\n"
+    "3. **Models**: each model's card: data and licence, split, recipe, test metrics, "
+    "confusion matrix, checksum and code version."
+)

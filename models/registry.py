@@ -30,6 +30,7 @@ __all__ = [
     "ModelUnavailable",
     "default_weights_dir",
     "find_card",
+    "list_cards",
     "load_for_modality",
     "load_model",
     "registry_status",
@@ -75,24 +76,30 @@ def find_card(modality: str, root: Path | None = None) -> tuple[Path, ModelCard]
     """The folder and card of the default model for ``modality``.
 
     Among valid cards for the modality, one marked ``default`` wins, then the first by folder
-    name. Unreadable cards are skipped here and reported by :func:`registry_status`.
+    name. Unreadable cards are skipped here and listed by :func:`list_cards`.
     """
     if modality not in MODALITIES:
         raise ModelUnavailable(modality, f"unknown modality; choose one of {', '.join(MODALITIES)}")
     root = root or default_weights_dir()
-    candidates = []
-    for folder in sorted(p.parent for p in root.glob(f"*/{CARD_FILE}")):
-        try:
-            card = ModelCard.read(folder)
-        except CardError:
-            continue
-        if card.modality == modality:
-            candidates.append((not card.default, folder.name, folder, card))
+    candidates = [(not card.default, folder.name, folder, card)
+                  for folder, card in list_cards(root)
+                  if isinstance(card, ModelCard) and card.modality == modality]
     if not candidates:
         raise ModelUnavailable(modality, f"no model is installed in {root}; train one with "
                                          f"`python -m training.train --modality {modality} ...`")
     _, _, folder, card = min(candidates)
     return folder, card
+
+
+def list_cards(root: Path | None = None) -> list[tuple[Path, ModelCard | CardError]]:
+    """Every model folder under ``root`` (sorted) with its card, or the error reading it."""
+    entries: list[tuple[Path, ModelCard | CardError]] = []
+    for folder in sorted(p.parent for p in (root or default_weights_dir()).glob(f"*/{CARD_FILE}")):
+        try:
+            entries.append((folder, ModelCard.read(folder)))
+        except CardError as exc:
+            entries.append((folder, exc))
+    return entries
 
 
 def load_model(folder: Path, device: torch.device | str | None = None) -> LoadedModel:

@@ -76,12 +76,9 @@ def model_probabilities(loaded: LoadedModel, images: torch.Tensor, batch_size: i
     return torch.cat(out).numpy()
 
 
-def evaluate(loaded: LoadedModel, data: Path, *, split: str = "all"
-             ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Metrics of ``loaded`` on ``data`` (``split``: ``all`` or the card's ``test``).
-
-    Returns the report (with ``model`` and ``split`` added), the labels and the probabilities.
-    """
+def evaluate(loaded: LoadedModel, data: Path, *, split: str = "all") -> dict[str, Any]:
+    """Metrics of ``loaded`` on ``data`` (``split``: ``all`` or the card's ``test``), with
+    ``model``, ``data`` and ``split`` added."""
     dataset = match_classes(list_files(data), loaded.card.classes)
     if split == "test":
         dataset = select_test_split(dataset, loaded.card.split)
@@ -90,29 +87,21 @@ def evaluate(loaded: LoadedModel, data: Path, *, split: str = "all"
     probs = model_probabilities(loaded, images)
     report = classification_report(dataset.labels, probs, loaded.card.classes)
     report.update(model=loaded.card.name, data=str(data), split=split)
-    return report, dataset.labels, probs
+    return report
 
 
-def write_plots(report: dict[str, Any], labels: np.ndarray, probs: np.ndarray, folder: Path,
-                bins: int = 15) -> list[Path]:
+def write_plots(report: dict[str, Any], folder: Path, bins: int = 15) -> list[Path]:
     """Confusion matrix, one-vs-rest ROC curves and reliability diagram as HTML and PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import plotly.graph_objects as go
-    from sklearn.metrics import roc_curve
-
     folder.mkdir(parents=True, exist_ok=True)
     classes = report["classes"]
     cm = np.array(report["confusion_matrix"])
-    roc = {c: roc_curve(labels == i, probs[:, i])[:2] for i, c in enumerate(classes)
-           if report["per_class"][c]["auc"] is not None}
-    confidence, correct = probs.max(1), probs.argmax(1) == labels
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    filled = [b for b in range(bins) if (which == b).any()]
-    centres = [(b + 0.5) / bins for b in filled]
-    accuracy = [float(correct[which == b].mean()) for b in filled]
+    roc = {c: (curve["fpr"], curve["tpr"]) for c, curve in report["roc"].items()}
+    centres, accuracy = report["reliability"]["centre"], report["reliability"]["accuracy"]
 
     figures = {
         "confusion_matrix": go.Figure(go.Heatmap(z=cm, x=classes, y=classes, text=cm,
@@ -201,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
             loaded = load_model(folder, args.device)
         else:
             loaded = load_for_modality(args.modality, args.weights_dir, args.device)
-        report, labels, probs = evaluate(loaded, args.data, split=args.split)
+        report = evaluate(loaded, args.data, split=args.split)
     except (ModelUnavailable, ImageInputError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.plots:
-        report["plots"] = [str(p) for p in write_plots(report, labels, probs, args.plots)]
+        report["plots"] = [str(p) for p in write_plots(report, args.plots)]
     if args.json:
         print(json.dumps(report))
     else:

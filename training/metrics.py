@@ -22,9 +22,11 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
 )
 
-__all__ = ["classification_report", "expected_calibration_error", "gmean", "iba", "one_vs_rest"]
+__all__ = ["classification_report", "expected_calibration_error", "gmean", "iba", "one_vs_rest",
+           "reliability_bins", "roc_points"]
 
 
 def one_vs_rest(cm: np.ndarray) -> dict[str, np.ndarray]:
@@ -57,18 +59,37 @@ def iba(cm: np.ndarray, alpha: float = 0.1) -> float:
     return float(np.mean((1 + alpha * (sens - spec)) * sens * spec))
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE: sum over equal-width confidence bins of ``|accuracy - confidence| * share``."""
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, list]:
+    """Equal-width confidence bins that hold predictions: centre, mean confidence, accuracy, count."""
     probs = np.asarray(probs, dtype=float)
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == np.asarray(labels)
     which = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += abs(correct[mask].mean() - confidence[mask].mean()) * mask.mean()
-    return float(total)
+    filled = [b for b in range(bins) if (which == b).any()]
+    return {"centre": [(b + 0.5) / bins for b in filled],
+            "confidence": [float(confidence[which == b].mean()) for b in filled],
+            "accuracy": [float(correct[which == b].mean()) for b in filled],
+            "count": [int((which == b).sum()) for b in filled]}
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: sum over equal-width confidence bins of ``|accuracy - confidence| * share``."""
+    table = reliability_bins(probs, labels, bins)
+    total = sum(table["count"])
+    return float(sum(abs(a - c) * n / total for a, c, n in
+                     zip(table["accuracy"], table["confidence"], table["count"], strict=True)))
+
+
+def roc_points(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str]
+               ) -> dict[str, dict[str, list[float]]]:
+    """One-vs-rest ROC curve (false and true positive rates) of each class with both outcomes."""
+    labels = np.asarray(labels)
+    curves = {}
+    for c, name in enumerate(classes):
+        if (labels == c).any() and not (labels == c).all():
+            fpr, tpr, _ = roc_curve(labels == c, np.asarray(probs)[:, c])
+            curves[name] = {"fpr": fpr.round(4).tolist(), "tpr": tpr.round(4).tolist()}
+    return curves
 
 
 def _auc(labels: np.ndarray, probs: np.ndarray, c: int) -> float | None:
@@ -117,5 +138,7 @@ def classification_report(labels: Sequence[int], probs: np.ndarray, classes: Seq
         "classes": list(classes),
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),
+        "roc": roc_points(labels, probs, classes),
+        "reliability": reliability_bins(probs, labels, bins),
     }
 

@@ -21,7 +21,7 @@ def weights_env(monkeypatch: pytest.MonkeyPatch, tiny_registry: Path) -> Path:
 
 
 def _home() -> AppTest:
-    at = AppTest.from_file(str(REPO / "pages" / "home.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
     return at.run()
 
 

@@ -11,6 +11,7 @@ from models.card import CardError, ModelCard
 from models.registry import (
     ModelUnavailable,
     find_card,
+    list_cards,
     load_for_modality,
     load_model,
     registry_status,
@@ -151,3 +152,13 @@ def test_incomplete_card(tmp_path: Path) -> None:
     (tmp_path / "card.json").write_text('{"name": "x"}')
     with pytest.raises(CardError, match="incomplete"):
         ModelCard.read(tmp_path)
+
+
+def test_list_cards_reports_unreadable_cards(tiny_registry: Path, tmp_path: Path) -> None:
+    _copy_entry(tiny_registry, tmp_path)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "card.json").write_text("{not json")
+    entries = dict(list_cards(tmp_path))
+    assert isinstance(entries[tmp_path / "tiny-mri-resnet18"], ModelCard)
+    assert isinstance(entries[tmp_path / "broken"], CardError)
+    assert find_card("mri", tmp_path)[0].name == "tiny-mri-resnet18"

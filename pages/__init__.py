@@ -1,6 +1,7 @@
-"""Widgets shared by the pages: cached model loading, the upload reader, DICOM controls.
+"""Widgets shared by the app's pages: header, cached models, the upload reader, DICOM controls.
 
-Streamlit glue only; the work is done by ``imaging``, ``models`` and ``xai``.
+Streamlit glue only; the work is done by ``imaging``, ``models`` and ``xai``. This file is the
+``pages`` package itself, so Streamlit does not list it as a page.
 """
 
 from __future__ import annotations
@@ -10,11 +11,22 @@ import hashlib
 import streamlit as st
 
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_image
-from models.registry import LoadedModel, ModelUnavailable, load_for_modality
+from models.card import ModelCard
+from models.registry import LoadedModel, ModelUnavailable, load_for_modality, registry_status
 
+PREDICTED = "predicted class"
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm", "dicom"]
 DISCLAIMER = ("Research and decision-support tool, **not a diagnosis**: a qualified clinician "
               "must review every result.")
+
+
+def page_header(title: str, *, prominent: bool = False) -> None:
+    """Page setup, title and the disclaimer every page carries (a warning box if ``prominent``)."""
+    st.set_page_config(page_title=f"MedXAI - {title}", layout="wide")
+    st.title(title)
+    (st.warning if prominent else st.caption)(DISCLAIMER)
+    st.sidebar.caption("Research tool, not a diagnosis. Uploads stay in memory and are never "
+                       "saved.")
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=8)
@@ -84,9 +96,32 @@ def _dicom_controls(image: LoadedImage, key: str) -> tuple[int | None, Window | 
 
 
 def modality_choice(image: LoadedImage, key: str) -> str:
-    """Modality select box, pre-filled from the DICOM Modality tag when it suggests one."""
+    """Modality select box: the DICOM Modality tag's suggestion, else the first installed."""
     suggested = image.suggested_modality
-    index = MODALITIES.index(suggested) if suggested in MODALITIES else 0
+    if suggested in MODALITIES:
+        index = MODALITIES.index(suggested)
+    else:  # the first modality that has a model installed
+        status = registry_status()
+        index = next((i for i, m in enumerate(MODALITIES) if isinstance(status[m], ModelCard)), 0)
     help_text = "Pre-filled from the DICOM Modality tag." if suggested else None
     return st.selectbox("Modality", MODALITIES, index=index, key=f"{key}-modality-{suggested}",
                         help=help_text)
+
+
+def image_and_model(key: str, prompt: str) -> tuple[LoadedImage, str, LoadedModel]:
+    """Upload, modality and its model; stops the page with ``prompt`` or the error if missing."""
+    upload = image_upload(key)
+    if upload is None:
+        st.info(prompt)
+        st.stop()
+    image, digest = upload
+    loaded = model_or_error(modality_choice(image, key))
+    if loaded is None:
+        st.stop()
+    return image, digest, loaded
+
+
+def target_choice(loaded: LoadedModel, container=st) -> str | None:
+    """The class the maps explain: ``None`` for the predicted class, else a class name."""
+    choice = container.selectbox("Explain class", [PREDICTED, *loaded.card.classes])
+    return None if choice == PREDICTED else choice

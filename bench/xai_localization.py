@@ -1,0 +1,111 @@
+"""Localisation of each CAM method on capsule-endoscopy bleeding boxes, beside the studies' figures.
+
+    python bench/xai_localization.py [--data DIR] [--methods all|name,...] [--limit N]
+                                     [--threshold otsu] [--region box] [--json]
+                                     [--weights-dir DIR] [--out bench/results/xai_localization.json]
+
+Runs ``xai.localize`` on ``<data>/wce-bleeding/bleeding`` with the box masks of
+``<data>/wce-bleeding-masks/bleeding``, the installed endoscopy model and target class
+``bleeding``, and prints IoU / Dice / pointing per method next to the figures of the HayCAM+
+study (ResNet-18, mask / no-mask) and the DT Grad-CAM study (BreakHis 40x). Those are other
+data sets and models: context, not a like-for-like comparison. ``<data>`` defaults to
+``$MEDXAI_SHARED_DATA`` or ``shared/data`` beside the repository. Without an installed
+endoscopy model it exits with code 1 and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# (IoU, Dice) from METHODS.md.
+STUDIES: dict[str, dict[str, tuple[float, float]]] = {
+    "HayCAM+ study (ResNet-18, mask/no-mask)": {
+        "haycam_plus": (0.3740, 0.5376), "eigencam": (0.3386, 0.5003),
+        "layercam": (0.2476, 0.3928), "gradcampp": (0.2472, 0.3923), "gradcam": (0.1922, 0.3153),
+    },
+    "DT Grad-CAM study (BreakHis 40x)": {
+        "dt_gradcam": (0.3993, 0.5634), "eigencam": (0.3735, 0.5342),
+        "scorecam": (0.3539, 0.5122),
+        "gradcam": (0.3064, 0.4628),
+    },
+}
+
+
+def default_data() -> Path:
+    env = os.environ.get("MEDXAI_SHARED_DATA")
+    return Path(env) if env else ROOT.parent / "shared" / "data"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=default_data())
+    parser.add_argument("--methods", default="all")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--threshold", default="otsu", choices=("otsu", "fraction", "topk"))
+    parser.add_argument("--region", default="box", choices=("box", "mask"))
+    parser.add_argument("--weights-dir", type=Path)
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "bench" / "results" / "xai_localization.json")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    from models.registry import ModelUnavailable, load_for_modality
+    from xai.cli import CliError
+    from xai.localize import run_localization
+
+    images = args.data / "wce-bleeding" / "bleeding"
+    masks = args.data / "wce-bleeding-masks" / "bleeding"
+    if not images.is_dir() or not masks.is_dir():
+        print(f"error: shared data not found: need {images} and {masks} (set --data or "
+              "MEDXAI_SHARED_DATA)", file=sys.stderr)
+        return 1
+    try:
+        load_for_modality("endoscopy", args.weights_dir)
+    except ModelUnavailable as exc:
+        print(f"error: no endoscopy model is installed, so there is nothing to score yet ({exc})",
+              file=sys.stderr)
+        return 1
+    try:
+        summary = run_localization("endoscopy", images, masks, methods=args.methods,
+                                   target="bleeding", threshold=args.threshold,
+                                   region=args.region, limit=args.limit,
+                                   weights_dir=args.weights_dir)
+    except (CliError, ModelUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    summary["studies"] = {k: {m: {"iou": v[0], "dice": v[1]} for m, v in d.items()}
+                          for k, d in STUDIES.items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+
+    names = list(STUDIES)
+    print(f"{summary['images']} bleeding images, model {summary['model']}, target bleeding, "
+          f"{args.threshold} threshold, {args.region} region")
+    header = f"{'method':<18} {'IoU':>7} {'Dice':>7} {'Point':>6} {'Energy':>7}"
+    for i in range(len(names)):
+        header += f"  study{i + 1} IoU/Dice"
+    print(header)
+    for name, s in summary["methods"].items():
+        row = (f"{name:<18} {s['iou']:7.4f} {s['dice']:7.4f} {s['pointing']:6.3f} "
+               f"{s['energy']:7.3f}")
+        for study in names:
+            fig = STUDIES[study].get(name)
+            row += f"  {fig[0]:.4f}/{fig[1]:.4f}" if fig else f"  {'-':>15}"
+        print(row)
+    for i, study in enumerate(names):
+        print(f"study{i + 1}: {study}")
+    print(f"written: {args.out}")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

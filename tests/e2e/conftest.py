@@ -1,0 +1,90 @@
+"""A real Streamlit server and a real Chromium for the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("MEDXAI_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_health(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll Streamlit's health endpoint until it answers ``ok``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError("streamlit exited before answering")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer in {timeout} s")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def streamlit_server(tiny_registry: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free loopback port, serving the tiny test models."""
+    port = _free_port()
+    env = {**os.environ, "MEDXAI_WEIGHTS_DIR": str(tiny_registry)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright; skips where either is missing."""
+    if not Path(CHROMIUM).exists():
+        reason = "Chromium not found: apt-get install chromium (or set MEDXAI_CHROMIUM)"
+        if os.environ.get("CI"):  # .ci/run installs it: a missing browser is a CI failure
+            pytest.fail(reason)
+        pytest.skip(reason)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser page (own session) at a desktop size."""
+    # Tall viewport: Streamlit scrolls its main block, so a full-page shot shows only the viewport.
+    context = browser.new_context(viewport={"width": 1400, "height": 2200})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    yield page
+    context.close()

@@ -1,0 +1,73 @@
+"""End to end: a person's path through the app in a real browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS
+
+CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
+
+
+def _upload(page, path: Path) -> None:
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(path))
+
+
+def test_predict_a_real_mri(page, streamlit_server: str, shared_data: Path) -> None:
+    image = sorted((shared_data / "brain-tumor-mri" / "glioma").glob("*.jpg"))[0]
+    page.goto(f"{streamlit_server}/Predict")
+    page.get_by_text("Upload an image to start.").wait_for()
+    _upload(page, image)
+    page.get_by_role("button", name="Predict").click()
+    metric = page.locator('[data-testid="stMetricValue"]')
+    metric.wait_for()
+    assert metric.inner_text().strip() in CLASSES
+    for method in ("Grad-CAM", "HiResCAM", "HayCAM+"):
+        page.get_by_text(f"{method} - ", exact=False).first.wait_for()
+    images = page.locator('[data-testid="stImage"] img')
+    assert images.count() >= 5  # upload, model view and three overlays
+    for i in range(images.count()):
+        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "predict.png"), full_page=True)
+
+
+def test_corrupt_upload_shows_an_error(page, streamlit_server: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    page.goto(f"{streamlit_server}/Predict")
+    page.get_by_text("Upload an image to start.").wait_for()
+    _upload(page, broken)
+    alert = page.locator('[data-testid="stAlert"]').filter(has_text="Cannot use broken.png")
+    alert.wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "predict-error.png"), full_page=True)
+
+
+def test_dicom_prefills_the_modality(page, streamlit_server: str, tmp_path: Path) -> None:
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+
+    # DX suggests xray; without the tag the page would pre-select mri (first installed model).
+    ds = dcmread(get_testdata_file("MR_small.dcm"))
+    ds.Modality = "DX"
+    dicom = tmp_path / "scan.dcm"
+    ds.save_as(dicom)
+    page.goto(f"{streamlit_server}/Predict")
+    page.get_by_text("Upload an image to start.").wait_for()
+    _upload(page, dicom)
+    page.get_by_role("button", name="Predict").wait_for()
+    assert page.get_by_role("combobox", name="Modality").input_value() == "xray"
+    assert page.locator('[data-testid="stException"]').count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "predict-dicom.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path", ["", "Compare", "Models"])
+def test_every_page_loads(page, streamlit_server: str, path: str) -> None:
+    page.goto(f"{streamlit_server}/{path}")
+    page.locator('[data-testid="stMainBlockContainer"] h1').first.wait_for()
+    assert page.locator('[data-testid="stException"]').count() == 0

@@ -1,0 +1,139 @@
+"""The xai command lines: outputs, JSON, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from xai.explain import main as explain_main
+from xai.localize import main as localize_main
+
+
+def _write_image(path: Path, seed: int, grey: bool = False) -> Path:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (80, 96) if grey else (80, 96, 3), dtype=np.uint8)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_explain_writes_overlays_grid_and_json(tiny_registry: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    image = _write_image(tmp_path / "chest.png", 0, grey=True)
+    out = tmp_path / "out"
+    code = explain_main([str(image), "--modality", "xray", "--weights-dir", str(tiny_registry),
+                         "--methods", "gradcam,haycam+,stages,dt_gradcam", "--target", "pneumonia",
+                         "--out", str(out), "--json", "--contour"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["label"] in ("normal", "pneumonia") and 0 < result["confidence"] <= 1
+    assert result["target"] == "pneumonia"
+    assert list(result["methods"]) == ["gradcam", "haycam_plus", "gradcam_stage3",
+                                       "gradcam_stage4", "gradcam_fused", "dt_gradcam"]
+    for entry in result["methods"].values():
+        assert entry["ms"] >= 0 and Path(entry["file"]).is_file()
+        assert cv2.imread(entry["file"]).shape == (64, 64, 3)
+    assert Path(result["grid"]).is_file()
+    assert result["methods"]["haycam_plus"]["info"]["n_components"] >= 1
+
+
+def test_explain_text_output(tiny_registry: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    image = _write_image(tmp_path / "brain.jpg", 1)
+    code = explain_main([str(image), "--modality", "mri", "--weights-dir", str(tiny_registry),
+                         "--methods", "single_pass", "--out", str(tmp_path / "o")])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "HayCAM+" in text and "grid:" in text
+    assert len(list((tmp_path / "o").glob("brain_*.png"))) == 8
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["missing.png"], "does not exist"),
+    (["IMG", "--methods", "gradcam,nope"], "unknown method 'nope'"),
+    (["IMG", "--target", "zebra"], "unknown target class 'zebra'"),
+    (["IMG", "--alpha", "3"], "--alpha"),
+    (["IMG", "--options", "{bad"], "--options"),
+    (["IMG", "--modality", "histology"], "no usable model for histology"),
+])
+def test_explain_bad_input(args: list[str], message: str, tiny_registry: Path, tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    image = _write_image(tmp_path / "x.png", 2)
+    argv = [str(image) if a == "IMG" else (str(tmp_path / a) if a == "missing.png" else a)
+            for a in args]
+    if "--modality" not in argv:
+        argv += ["--modality", "xray"]
+    code = explain_main([*argv, "--weights-dir", str(tiny_registry), "--out", str(tmp_path)])
+    assert code == 2
+    assert message in _one_error_line(capsys)
+
+
+def test_explain_argparse_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        explain_main(["image.png"])  # --out missing
+    assert exc.value.code == 2
+    assert "--out" in _one_error_line(capsys)
+
+
+def _dataset(root: Path) -> tuple[Path, Path]:
+    images, masks = root / "images", root / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(3):
+        _write_image(images / f"img{i}.jpg", i)
+        if i < 2:
+            mask = np.zeros((80, 96), np.uint8)
+            mask[10:50, 20:70] = 255
+            cv2.imwrite(str(masks / f"img{i}.png"), mask)
+    (images / "notes.txt").write_text("not an image")
+    return images, masks
+
+
+def test_localize_json(tiny_registry: Path, tmp_path: Path,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    images, masks = _dataset(tmp_path)
+    code = localize_main(["--images", str(images), "--masks", str(masks), "--modality", "xray",
+                          "--weights-dir", str(tiny_registry), "--methods", "gradcam,eigencam",
+                          "--target", "normal", "--json"])
+    assert code == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["images"] == 2 and result["unpaired"] == ["img2.jpg"]
+    assert result["target"] == "normal"
+    assert set(result["methods"]) == {"gradcam", "eigencam"}
+    for scores in result["methods"].values():
+        assert set(scores) == {"iou", "dice", "pointing", "energy", "ms"}
+        assert 0 <= scores["iou"] <= 1 and 0 <= scores["dice"] <= 1
+    assert len(result["per_image"]) == 2
+    assert "localize" in captured.err  # tqdm progress bar on stderr
+
+
+def test_localize_table_and_errors(tiny_registry: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    images, masks = _dataset(tmp_path)
+    assert localize_main(["--images", str(images), "--masks", str(masks), "--modality", "mri",
+                          "--weights-dir", str(tiny_registry), "--methods", "gradcam",
+                          "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "IoU" in out and "gradcam" in out and out.startswith("1 images")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argv, message in [
+        (["--images", str(empty), "--masks", str(masks)], "has a mask"),
+        (["--images", str(tmp_path / "nope"), "--masks", str(masks)], "is not a folder"),
+    ]:
+        code = localize_main([*argv, "--modality", "xray", "--weights-dir", str(tiny_registry)])
+        assert code == 2
+        assert message in _one_error_line(capsys)
+    code = localize_main(["--images", str(images), "--masks", str(masks), "--modality",
+                          "endoscopy", "--weights-dir", str(tiny_registry)])
+    assert code == 2 and "no usable model for endoscopy" in _one_error_line(capsys)

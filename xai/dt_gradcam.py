@@ -1,0 +1,103 @@
+"""DT Grad-CAM ("dynamic threshold" Grad-CAM, Liu et al., IEEE Access 2024/25; METHODS.md s. 5).
+
+Own code: no library implements it, and its N noisy copies are batched into ONE forward and ONE
+gradient pass here (a naive version calls Grad-CAM N times). Otsu and morphology use OpenCV.
+
+1. ``x_i = x + sigma * range(x) * eps_i``, ``eps_i ~ N(0, 1)``, i = 1..N (seeded generator);
+2. ``M_i`` = Grad-CAM of ``x_i`` for the same target (ReLU + min-max per copy);
+3. ``M = sum_i w_i M_i / sum_i w_i`` with ``w_i`` decreasing linearly from 1 to 0.5;
+4. ``M`` upsampled to the input size and min-max normalised; Otsu threshold ``t`` on ``M``
+   (8-bit, OpenCV);
+5. mask = ``M > t``, then morphological opening and closing with an elliptical kernel;
+   output = ``M`` inside the mask, 0 outside (the mask is returned too).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import cv2
+import numpy as np
+import torch
+
+from xai.maps import is_flat, minmax, upsample
+from xai.methods import GradCAM
+from xai.registry import PassContext, PassMethod, PassResult, register_method
+
+__all__ = ["DTGradCAM", "linear_weights", "otsu_morph_mask"]
+
+
+def linear_weights(n: int, start: float = 1.0, end: float = 0.5) -> torch.Tensor:
+    """Copy weights decreasing linearly from ``start`` to ``end`` (a single copy gets ``start``)."""
+    if n == 1:
+        return torch.tensor([start])
+    return torch.linspace(start, end, n)
+
+
+def otsu_morph_mask(cam: np.ndarray, kernel_size: int = 3) -> tuple[np.ndarray, float]:
+    """Otsu-binarise a map in [0, 1] (H, W), then open and close; returns (bool mask, threshold)."""
+    img = np.clip(np.rint(cam * 255.0), 0, 255).astype(np.uint8)
+    t, binary = cv2.threshold(img, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if kernel_size > 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel_size, kernel_size))
+        binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
+        binary = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, kernel)
+    return binary.astype(bool), float(t) / 255.0
+
+
+@register_method("dt_gradcam", "DT Grad-CAM")
+class DTGradCAM(PassMethod):
+    """DT Grad-CAM: Grad-CAM averaged over ``n`` noisy copies, kept inside its Otsu region.
+
+    Parameters: ``n`` copies (8), ``sigma`` noise as a fraction of each image's value range
+    (0.1), ``kernel_size`` of the elliptical morphology kernel (3), ``seed`` of the noise (0, so
+    the same image always gives the same map), ``weights`` from 1 down to 0.5.
+    """
+
+    expensive: ClassVar[bool] = False
+
+    def __init__(self, n: int = 8, sigma: float = 0.1, kernel_size: int = 3, seed: int = 0,
+                 weight_range: tuple[float, float] = (1.0, 0.5)) -> None:
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        self.n, self.sigma, self.kernel_size, self.seed = n, sigma, kernel_size, seed
+        self.weight_range = weight_range
+
+    def noisy_copies(self, x: torch.Tensor) -> torch.Tensor:
+        """(B * n, C, H, W): the ``n`` noisy copies of each image, copies of one image adjacent.
+
+        Every image gets the same ``n`` noise draws (seeded), so an image's map does not depend
+        on the other images of the batch."""
+        gen = torch.Generator(device="cpu").manual_seed(self.seed)
+        eps = torch.randn((1, self.n, *x.shape[1:]), generator=gen).to(x.device, x.dtype)
+        value_range = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))).view(-1, 1, 1, 1, 1)
+        return (x[:, None] + self.sigma * value_range * eps).flatten(0, 1)
+
+    def run(self, ctx: PassContext) -> PassResult:
+        b, size, layer = ctx.x.shape[0], tuple(ctx.x.shape[-2:]), ctx.target_layer
+        captured = ctx.capture(self.noisy_copies(ctx.x), [layer], True)
+        targets = ctx.targets.repeat_interleave(self.n)
+        score = ctx.score(captured.logits, targets).sum()
+        a = captured.activations[layer]
+        (g,) = torch.autograd.grad(score, [a])
+        raw = GradCAM().cam(a.detach(), g).clamp_min(0)
+        raw = torch.nan_to_num(raw, nan=0.0, posinf=0.0, neginf=0.0)
+        per_copy = minmax(raw).view(b, self.n, *raw.shape[1:])
+        w = linear_weights(self.n, *self.weight_range).to(per_copy)
+        mean = (per_copy * w.view(1, -1, 1, 1)).sum(dim=1) / w.sum()
+        flat = is_flat(mean)
+        mean = minmax(upsample(minmax(mean, flat), size), flat).clamp_(0.0, 1.0)
+        maps, masks, thresholds = [], [], []
+        for i in range(b):
+            if bool(flat[i]):
+                mask, t = np.zeros(size, dtype=bool), 0.0
+            else:
+                mask, t = otsu_morph_mask(mean[i].cpu().numpy(), self.kernel_size)
+            m = torch.from_numpy(mask).to(mean.device)
+            maps.append(torch.where(m, mean[i], torch.zeros_like(mean[i])))
+            masks.append(m)
+            thresholds.append(t)
+        out = torch.stack(maps)
+        flat = flat | (out.amax(dim=(1, 2)) <= 0)
+        return PassResult(out, flat, layer, {"threshold": torch.tensor(thresholds)},
+                          torch.stack(masks))

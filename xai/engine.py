@@ -1,0 +1,431 @@
+"""The explanation engine: every single-pass map from ONE forward and ONE gradient pass.
+
+Own code rather than one pytorch-grad-cam object per method: the library runs a full forward
+and a full backward (weight gradients included) with numpy round-trips for each method; Grad-CAM,
+Grad-CAM++, HiResCAM, XGrad-CAM, LayerCAM, Eigen-CAM, HayCAM+ and the per-stage maps all follow
+from the activations ``A`` of the requested layers and ``dY/dA`` from ``torch.autograd.grad``.
+
+* Score ``Y``: the raw logit of the target class (see :mod:`xai.targets`); probabilities are
+  reported with softmax (sigmoid for single-logit models) at the card's temperature.
+* Maps stay torch tensors until the end; each final map is float32 in [0, 1] at the input
+  resolution (ReLU, min-max, bilinear upsampling, min-max), with its time, layer and a ``flat``
+  flag (a constant map is returned as zeros, never NaN).
+* Per-stage maps: ``gradcam_<stage>`` is Grad-CAM at ``stage_layers[stage]`` (e.g. ResNet
+  ``layer3``/``layer4``); ``gradcam_fused`` is the mean of the normalised, input-size stage
+  maps, min-max normalised again (every stage weighs the same).
+* Thread-safe on a shared model, hooks always removed, model mode restored: see
+  :mod:`xai.capture`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+# Importing these modules registers their methods.
+from xai import dt_gradcam as _dt_gradcam  # noqa: F401
+from xai import methods as _methods  # noqa: F401
+from xai import scorecam as _scorecam  # noqa: F401
+from xai.capture import forward_capture, inference_forward
+from xai.maps import minmax, normalize_cams
+from xai.methods import GradCAM
+from xai.registry import (
+    CamMethod,
+    PassContext,
+    PassMethod,
+    canonical_name,
+    get_method,
+    registered_methods,
+)
+from xai.targets import Target, predicted, probabilities, resolve_targets, target_scores
+
+if TYPE_CHECKING:
+    from models.registry import LoadedModel
+
+__all__ = [
+    "FUSED",
+    "SINGLE_PASS",
+    "CamMap",
+    "Explanation",
+    "available_methods",
+    "explain_batch",
+    "explain_loaded",
+    "explain_tensor",
+    "method_label",
+    "resolve_methods",
+]
+
+SINGLE_PASS = ("gradcam", "gradcampp", "hirescam", "xgradcam", "layercam", "eigencam", "haycam_plus")
+"""The seven maps that share one forward and one gradient pass at the target layer."""
+FUSED = "gradcam_fused"
+STAGE_PREFIX = "gradcam_"
+
+
+@dataclass(frozen=True, eq=False)
+class CamMap:
+    """One method's map for one image.
+
+    ``map``: (H, W) float32 in [0, 1] at the model input resolution. ``ms``: the method's own
+    time per image, excluding the shared forward/gradient pass (see ``Explanation.pass_ms``);
+    for DT Grad-CAM and Score-CAM it includes their own passes. ``flat``: the raw map was
+    constant, so ``map`` is all zeros. ``info``: extra numbers (HayCAM+ ``n_components``,
+    DT Grad-CAM ``threshold`` ...). ``mask``: DT Grad-CAM's region (bool (H, W)), else None.
+    """
+
+    name: str
+    label: str
+    map: np.ndarray
+    ms: float
+    layer: str
+    flat: bool
+    info: dict[str, float] = field(default_factory=dict)
+    mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Explanation:
+    """Maps of one image plus the prediction they explain.
+
+    ``probabilities`` are softmax(logits / T) (sigmoid pair for one logit); ``target_index`` is
+    the class whose raw logit was differentiated. ``pass_ms`` is the shared forward + gradient
+    pass per image. ``image`` is the model's view of the image (uint8 RGB) when explained from
+    an image (:func:`explain_loaded`), else None.
+    """
+
+    maps: dict[str, CamMap]
+    target_index: int
+    predicted_index: int
+    probabilities: np.ndarray
+    logits: np.ndarray
+    class_names: list[str] | None
+    pass_ms: float
+    image: np.ndarray | None = None
+
+    @property
+    def target_label(self) -> str:
+        """Target class name (its index as text when no class names are known)."""
+        return self._name(self.target_index)
+
+    @property
+    def label(self) -> str:
+        """Predicted class name (its index as text when no class names are known)."""
+        return self._name(self.predicted_index)
+
+    @property
+    def confidence(self) -> float:
+        """Probability of the predicted class."""
+        return float(self.probabilities[self.predicted_index])
+
+    def _name(self, index: int) -> str:
+        return self.class_names[index] if self.class_names else str(index)
+
+
+def method_label(name: str) -> str:
+    """Display name: ``"gradcampp"`` -> ``"Grad-CAM++"``, ``"gradcam_stage3"`` -> ``"Grad-CAM (stage3)"``."""
+    key = canonical_name(name)
+    if key == FUSED:
+        return "Grad-CAM (fused stages)"
+    try:
+        return get_method(key).label
+    except KeyError:
+        if key.startswith(STAGE_PREFIX):
+            return f"Grad-CAM ({key[len(STAGE_PREFIX):]})"
+        return name
+
+
+def available_methods(
+    stage_layers: Mapping[str, str] | None = None, include_expensive: bool = True
+) -> list[str]:
+    """Every method name usable with these stage layers, in display order."""
+    names = list(SINGLE_PASS)
+    names += [STAGE_PREFIX + s for s in (stage_layers or {})]
+    if stage_layers:
+        names.append(FUSED)
+    for name, cls in registered_methods().items():
+        if name not in names and (include_expensive or not getattr(cls, "expensive", False)):
+            names.append(name)
+    return names
+
+
+def resolve_methods(
+    methods: str | Sequence[str], stage_layers: Mapping[str, str] | None = None
+) -> list[str]:
+    """Canonical, de-duplicated method names.
+
+    ``methods`` is a list of names or one comma-separated string. Groups: ``all`` (every method
+    except the expensive exact ``scorecam``, which must be named), ``single_pass`` (the seven
+    single-pass maps), ``stages`` (each stage map and the fused map).
+    """
+    items = [m for m in methods.split(",")] if isinstance(methods, str) else list(methods)
+    stage_names = [STAGE_PREFIX + s for s in (stage_layers or {})]
+    out: list[str] = []
+    for item in items:
+        key = canonical_name(item)
+        if not key:
+            continue
+        if key == "all":
+            expanded = available_methods(stage_layers, include_expensive=False)
+        elif key == "single_pass":
+            expanded = list(SINGLE_PASS)
+        elif key == "stages":
+            if not stage_names:
+                raise ValueError("method group 'stages' needs stage layers")
+            expanded = [*stage_names, FUSED]
+        elif key in stage_names:
+            expanded = [key]
+        elif key == FUSED:
+            if not stage_names:
+                raise ValueError(f"method {FUSED!r} needs stage layers")
+            expanded = [key]
+        else:
+            try:
+                get_method(key)
+            except KeyError as exc:
+                known = ", ".join(available_methods(stage_layers))
+                raise ValueError(f"unknown method {item.strip()!r}; known: {known}, "
+                                 "or the groups all, single_pass, stages") from exc
+            expanded = [key]
+        out.extend(e for e in expanded if e not in out)
+    if not out:
+        raise ValueError("no method requested")
+    return out
+
+
+def _now(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+@dataclass
+class _Result:
+    maps: torch.Tensor
+    flat: torch.Tensor
+    layer: str
+    ms: float
+    info: dict[str, torch.Tensor] = field(default_factory=dict)
+    masks: torch.Tensor | None = None
+
+
+def _instantiate(name: str, options: Mapping[str, Mapping[str, Any]]) -> CamMethod | PassMethod:
+    try:
+        return get_method(name)(**dict(options.get(name, {})))
+    except TypeError as exc:
+        raise ValueError(f"bad options for method {name!r}: {exc}") from None
+
+
+@dataclass
+class _Plan:
+    """Which methods run, at which layers, and whether a gradient pass is needed."""
+
+    names: list[str]
+    cam_methods: list[str]
+    pass_methods: list[str]
+    wanted_stages: list[str]
+    stages: list[str]
+    layers: list[str]
+    grad_layers: list[str]
+
+
+def _plan(names: list[str], target_layer: str, stage_layers: Mapping[str, str]) -> _Plan:
+    kinds = {n: get_method(n) for n in names if n in registered_methods()}
+    cam_methods = [n for n, cls in kinds.items() if issubclass(cls, CamMethod)]
+    pass_methods = [n for n, cls in kinds.items() if issubclass(cls, PassMethod)]
+    wanted = [n[len(STAGE_PREFIX):] for n in names
+              if n.startswith(STAGE_PREFIX) and n[len(STAGE_PREFIX):] in stage_layers]
+    stages = list(stage_layers) if FUSED in names else wanted
+    grad_layers = [stage_layers[s] for s in stages]
+    if any(kinds[n].needs_grad for n in cam_methods):  # type: ignore[union-attr]
+        grad_layers.insert(0, target_layer)
+    grad_layers = list(dict.fromkeys(grad_layers))
+    layers = list(dict.fromkeys(([target_layer] if cam_methods or pass_methods else [])
+                                + grad_layers))
+    return _Plan(names, cam_methods, pass_methods, wanted, stages, layers, grad_layers)
+
+
+def _shared_pass(
+    model: nn.Module, x: torch.Tensor, plan: _Plan, target: Target | Sequence[int | str],
+    class_names: Sequence[str] | None,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """ONE forward and (if needed) ONE gradient pass: (logits, targets, activations, grads)."""
+    # The caller may be under no_grad / inference_mode (a Streamlit callback, say).
+    with torch.inference_mode(False), torch.enable_grad():
+        captured = forward_capture(model, x, plan.layers, bool(plan.grad_layers))
+        logits = captured.logits
+        targets = resolve_targets(logits.detach(), target, class_names)
+        grads: dict[str, torch.Tensor] = {}
+        if plan.grad_layers:
+            score = target_scores(logits, targets).sum()
+            tensors = [captured.activations[name] for name in plan.grad_layers]
+            result = torch.autograd.grad(score, tensors, allow_unused=True)
+            grads = {name: (g if g is not None else torch.zeros_like(t))
+                     for name, g, t in zip(plan.grad_layers, result, tensors, strict=True)}
+        acts = {name: a.detach() for name, a in captured.activations.items()}
+    return logits.detach(), targets, acts, grads
+
+
+def _stage_maps(
+    plan: _Plan, stage_layers: Mapping[str, str], acts: Mapping[str, torch.Tensor],
+    grads: Mapping[str, torch.Tensor], size: tuple[int, int], device: torch.device,
+) -> dict[str, _Result]:
+    """Grad-CAM at each stage layer, and the fused map (mean of the normalised stage maps)."""
+    stage_results: dict[str, _Result] = {}
+    for stage in plan.stages:
+        t0 = _now(device)
+        layer = stage_layers[stage]
+        maps, flat = normalize_cams(GradCAM().cam(acts[layer], grads[layer]), size)
+        stage_results[stage] = _Result(maps, flat, layer, (_now(device) - t0) * 1000)
+    results = {STAGE_PREFIX + stage: stage_results[stage] for stage in plan.wanted_stages}
+    if FUSED in plan.names:
+        t0 = _now(device)
+        stacked = torch.stack([r.maps for r in stage_results.values()])
+        flat = torch.stack([r.flat for r in stage_results.values()]).all(dim=0)
+        fused = minmax(stacked.mean(dim=0), flat).clamp_(0.0, 1.0)
+        ms = (_now(device) - t0) * 1000 + sum(r.ms for r in stage_results.values())
+        results[FUSED] = _Result(fused, flat, "+".join(stage_layers[s] for s in plan.stages), ms)
+    return results
+
+
+def explain_batch(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    target_layer: str,
+    stage_layers: Mapping[str, str] | None = None,
+    methods: str | Sequence[str] = "all",
+    target: Target | Sequence[int | str] = None,
+    class_names: Sequence[str] | None = None,
+    temperature: float = 1.0,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Explanation]:
+    """Explain a batch ``x`` (B, C, H, W) with every requested method; one result per image.
+
+    ``target_layer`` / ``stage_layers`` are dotted submodule names. ``target``: None (predicted
+    class), an index, a class name, or one of those per image. ``options``: per-method keyword
+    arguments, e.g. ``{"dt_gradcam": {"n": 8}, "scorecam_fast": {"top_k": 32}}``.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"expected a (B, C, H, W) batch, got shape {tuple(x.shape)}")
+    options = options or {}
+    stage_layers = dict(stage_layers or {})
+    plan = _plan(resolve_methods(methods, stage_layers), target_layer, stage_layers)
+    instances = {n: _instantiate(n, options) for n in plan.cam_methods + plan.pass_methods}
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    x = x.detach() if x.is_floating_point() else x.detach().float()
+    device = x.device
+
+    start = _now(device)
+    logits, targets, acts, grads = _shared_pass(model, x, plan, target, class_names)
+    pass_ms = (_now(device) - start) * 1000
+
+    results: dict[str, _Result] = {}
+    for name in plan.cam_methods:
+        t0 = _now(device)
+        method = instances[name]
+        assert isinstance(method, CamMethod)
+        raw, info = method.cam_with_info(acts[target_layer], grads.get(target_layer))
+        maps, flat = normalize_cams(raw, size)
+        results[name] = _Result(maps, flat, target_layer, (_now(device) - t0) * 1000, info)
+    results.update(_stage_maps(plan, stage_layers, acts, grads, size, device))
+    if plan.pass_methods:
+        ctx = PassContext(
+            model=model, x=x, targets=targets, target_layer=target_layer, activations=acts,
+            capture=lambda xx, lys, ng: forward_capture(model, xx, lys, ng),
+            infer=lambda xx: inference_forward(model, xx), score=target_scores,
+        )
+        for name in plan.pass_methods:
+            t0 = _now(device)
+            method = instances[name]
+            assert isinstance(method, PassMethod)
+            with torch.inference_mode(False), torch.enable_grad():
+                out = method.run(ctx)
+            results[name] = _Result(out.maps, out.flat, out.layer, (_now(device) - t0) * 1000,
+                                    out.info, out.masks)
+    return _package(plan.names, results, logits, targets, temperature, class_names, pass_ms)
+
+
+def _package(
+    names: list[str], results: Mapping[str, _Result], logits: torch.Tensor,
+    targets: torch.Tensor, temperature: float, class_names: Sequence[str] | None,
+    pass_ms: float,
+) -> list[Explanation]:
+    """Tensors -> one :class:`Explanation` of numpy maps per image (the only host copy)."""
+    batch = logits.shape[0]
+    probs = probabilities(logits, temperature).cpu().numpy()
+    preds = predicted(logits).cpu().numpy()
+    logits_np = logits.float().cpu().numpy()
+    tgt = targets.cpu().numpy()
+    host = {name: (r.maps.cpu().numpy().astype(np.float32, copy=False), r.flat.cpu().numpy(),
+                   {k: v.cpu().numpy() for k, v in r.info.items()},
+                   None if r.masks is None else r.masks.cpu().numpy())
+            for name, r in results.items()}
+    out = []
+    for i in range(batch):
+        maps_i = {}
+        for name in names:
+            r, (maps_np, flat_np, info_np, masks_np) = results[name], host[name]
+            maps_i[name] = CamMap(
+                name=name, label=method_label(name), map=maps_np[i], ms=r.ms / batch,
+                layer=r.layer, flat=bool(flat_np[i]),
+                info={k: float(v[i]) for k, v in info_np.items()},
+                mask=None if masks_np is None else masks_np[i],
+            )
+        out.append(Explanation(
+            maps=maps_i, target_index=int(tgt[i]), predicted_index=int(preds[i]),
+            probabilities=probs[i], logits=logits_np[i],
+            class_names=list(class_names) if class_names is not None else None,
+            pass_ms=pass_ms / batch,
+        ))
+    return out
+
+
+def explain_tensor(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    target_layer: str,
+    stage_layers: Mapping[str, str] | None = None,
+    methods: str | Sequence[str] = "all",
+    target: Target = None,
+    class_names: Sequence[str] | None = None,
+    temperature: float = 1.0,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Explanation:
+    """Explain one image tensor (C, H, W) or (1, C, H, W); see :func:`explain_batch`."""
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"expected one image (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
+    return explain_batch(model, x, target_layer=target_layer, stage_layers=stage_layers,
+                         methods=methods, target=target, class_names=class_names,
+                         temperature=temperature, options=options)[0]
+
+
+def explain_loaded(
+    loaded: LoadedModel,
+    rgb: np.ndarray,
+    *,
+    methods: str | Sequence[str] = "all",
+    target: Target = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Explanation:
+    """Explain an RGB image (H, W, 3 uint8) with a registry model (card preprocessing applied).
+
+    Layers come from the architecture spec, class names and temperature from the model card;
+    ``Explanation.image`` is the model's view of the image, on which the maps lie.
+    """
+    from models.predict import model_view, to_input
+
+    x = to_input(loaded, rgb)
+    result = explain_tensor(
+        loaded.model, x, target_layer=loaded.arch.target_layer,
+        stage_layers=loaded.arch.stage_layers, methods=methods, target=target,
+        class_names=loaded.card.classes, temperature=loaded.card.temperature, options=options,
+    )
+    return replace(result, image=model_view(loaded, rgb))
