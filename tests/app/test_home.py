@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.e2e.conftest import free_port, wait_for_health
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,30 +42,17 @@ def test_home_with_empty_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert all("no model is installed" in s for s in at.dataframe[0].value["status"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_readme_command_serves_the_app(weights_env: Path) -> None:
     """`streamlit run app.py` starts and its health endpoint answers."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=REPO, env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    assert r.status == 200 and r.read() == b"ok"
-                    break
-            except OSError:
-                assert proc.poll() is None, "streamlit exited early"
-                assert time.monotonic() < deadline, "health endpoint did not answer in 90 s"
-                time.sleep(0.5)
+        wait_for_health(f"http://127.0.0.1:{port}", proc, timeout=90)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            assert response.status == 200 and b"<html" in response.read().lower()
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -20,7 +20,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -46,7 +46,7 @@ def wait_for_health(url: str, proc: subprocess.Popen, timeout: float = 120) -> N
 @pytest.fixture(scope="session")
 def streamlit_server(tiny_registry: Path) -> Iterator[str]:
     """``streamlit run app.py`` on a free loopback port, serving the tiny test models."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MEDXAI_WEIGHTS_DIR": str(tiny_registry)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
