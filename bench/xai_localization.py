@@ -1,7 +1,7 @@
 """Localisation of each CAM method on capsule-endoscopy bleeding boxes, beside the studies' figures.
 
     python bench/xai_localization.py [--data DIR] [--methods all|name,...] [--limit N]
-                                     [--threshold otsu] [--region box] [--json]
+                                     [--threshold otsu] [--region box] [--json] [--per-image]
                                      [--weights-dir DIR] [--out bench/results/xai_localization.json]
 
 Runs ``xai.localize`` on ``<data>/wce-bleeding/bleeding`` with the box masks of
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path,
                         default=ROOT / "bench" / "results" / "xai_localization.json")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--per-image", action="store_true",
+                        help="keep the per-image scores in the JSON (large)")
     args = parser.parse_args(argv)
 
     from models.registry import ModelUnavailable, load_for_modality
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     summary["studies"] = {k: {m: {"iou": v[0], "dice": v[1]} for m, v in d.items()}
                           for k, d in STUDIES.items()}
+    if not args.per_image:
+        summary.pop("per_image")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
 
