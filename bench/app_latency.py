@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import shared_data_root  # noqa: E402
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS, free_port, wait_for_health  # noqa: E402
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_FLAGS, running_app  # noqa: E402
 
 DEFAULT_IMAGES = {"xray": "chest-xray-pneumonia/pneumonia", "endoscopy": "wce-bleeding/bleeding",
                   "mri": "brain-tumor-mri/glioma", "histology": "lc25000-lung/lung_aca"}
@@ -69,28 +67,15 @@ def main() -> int:
         if root is None:
             parser.error("no --image and no shared data found")
         image = sorted((root / DEFAULT_IMAGES[args.modality]).glob("*.jpg"))[0]
-    env = {**os.environ, **({"MEDXAI_WEIGHTS_DIR": str(args.weights)} if args.weights else {})}
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, server)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 2200})
-            page.set_default_timeout(600_000)
-            predict = [_time_page(page, f"{url}/Predict", image, "Predict",
-                                  _overlays_rendered(3, " ms")) for _ in range(args.repeats + 1)]
-            compare = [_time_page(page, f"{url}/Compare", image, "Run all methods",
-                                  _overlays_rendered(1, "Every method"))
-                       for _ in range(args.repeats)]
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with running_app(args.weights) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        page.set_default_timeout(600_000)
+        predict = [_time_page(page, f"{url}/Predict", image, "Predict",
+                              _overlays_rendered(3, " ms")) for _ in range(args.repeats + 1)]
+        compare = [_time_page(page, f"{url}/Compare", image, "Run all methods",
+                              _overlays_rendered(1, "Every method")) for _ in range(args.repeats)]
+        browser.close()
     warm = statistics.median(predict[1:])
     result = {
         "modality": args.modality, "image": image.name, "repeats": args.repeats,

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.e2e.conftest import free_port, wait_for_health
+from tests.e2e.conftest import running_app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,17 +40,8 @@ def test_home_with_empty_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert all("no model is installed" in s for s in at.dataframe[0].value["status"])
 
 
-def test_readme_command_serves_the_app(weights_env: Path) -> None:
-    """`streamlit run app.py` starts and its health endpoint answers."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_health(f"http://127.0.0.1:{port}", proc, timeout=90)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
-            assert response.status == 200 and b"<html" in response.read().lower()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def test_readme_command_serves_the_app(tiny_registry: Path) -> None:
+    """`streamlit run app.py` starts, its health endpoint answers and it serves the page."""
+    with running_app(tiny_registry, timeout=90) as url, \
+            urllib.request.urlopen(f"{url}/", timeout=10) as response:
+        assert response.status == 200 and b"<html" in response.read().lower()

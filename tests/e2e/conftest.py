@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -43,18 +44,21 @@ def wait_for_health(url: str, proc: subprocess.Popen, timeout: float = 120) -> N
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="session")
-def streamlit_server(tiny_registry: Path) -> Iterator[str]:
-    """``streamlit run app.py`` on a free loopback port, serving the tiny test models."""
+@contextlib.contextmanager
+def running_app(weights_dir: Path | None = None, timeout: float = 120) -> Iterator[str]:
+    """``streamlit run app.py`` (the README command) on a free loopback port; yields its URL.
+
+    ``weights_dir`` sets ``MEDXAI_WEIGHTS_DIR``; the server is stopped by its PID on exit.
+    """
     port = free_port()
-    env = {**os.environ, "MEDXAI_WEIGHTS_DIR": str(tiny_registry)}
+    env = {**os.environ, **({"MEDXAI_WEIGHTS_DIR": str(weights_dir)} if weights_dir else {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_health(url, proc)
+        wait_for_health(url, proc, timeout)
         yield url
     finally:
         proc.terminate()
@@ -62,6 +66,13 @@ def streamlit_server(tiny_registry: Path) -> Iterator[str]:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def streamlit_server(tiny_registry: Path) -> Iterator[str]:
+    """The app on a free loopback port, serving the tiny test models."""
+    with running_app(tiny_registry) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
