@@ -29,6 +29,7 @@ __all__ = [
     "predict",
     "probabilities",
     "to_input",
+    "view_to_input",
 ]
 
 
@@ -50,8 +51,12 @@ def model_view(loaded: LoadedModel, rgb: np.ndarray) -> np.ndarray:
 
 def to_input(loaded: LoadedModel, rgb: np.ndarray) -> torch.Tensor:
     """``(1, 3, S, S)`` float tensor on the model's device, normalised as the card says."""
-    view = torch.from_numpy(np.ascontiguousarray(model_view(loaded, rgb)))
-    x = view.permute(2, 0, 1).float().div_(255.0)
+    return view_to_input(loaded, model_view(loaded, rgb))
+
+
+def view_to_input(loaded: LoadedModel, view: np.ndarray) -> torch.Tensor:
+    """The model input from an already preprocessed view (see :func:`model_view`)."""
+    x = torch.from_numpy(np.ascontiguousarray(view)).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(loaded.card.mean).view(3, 1, 1)
     std = torch.tensor(loaded.card.std).view(3, 1, 1)
     return ((x - mean) / std).unsqueeze(0).to(loaded.device)

@@ -420,12 +420,13 @@ def explain_loaded(
     Layers come from the architecture spec, class names and temperature from the model card;
     ``Explanation.image`` is the model's view of the image, on which the maps lie.
     """
-    from models.predict import model_view, to_input
+    from models.predict import model_view, view_to_input
 
-    x = to_input(loaded, rgb)
+    view = model_view(loaded, rgb)  # preprocess once: the input and the image the maps lie on
+    x = view_to_input(loaded, view)
     result = explain_tensor(
         loaded.model, x, target_layer=loaded.arch.target_layer,
         stage_layers=loaded.arch.stage_layers, methods=methods, target=target,
         class_names=loaded.card.classes, temperature=loaded.card.temperature, options=options,
     )
-    return replace(result, image=model_view(loaded, rgb))
+    return replace(result, image=view)
