@@ -9,14 +9,13 @@ Runs ``xai.localize`` on ``<data>/wce-bleeding/bleeding`` with the box masks of
 ``bleeding``, and prints IoU / Dice / pointing per method next to the figures of the HayCAM+
 study (ResNet-18, mask / no-mask) and the DT Grad-CAM study (BreakHis 40x). Those are other
 data sets and models: context, not a like-for-like comparison. ``<data>`` defaults to
-``$MEDXAI_SHARED_DATA`` or ``shared/data`` beside the repository. Without an installed
+``$MEDXAI_DATA`` or ``shared/data`` beside the repository. Without an installed
 endoscopy model it exits with code 1 and says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -39,7 +38,7 @@ STUDIES: dict[str, dict[str, tuple[float, float]]] = {
 
 
 def default_data() -> Path:
-    env = os.environ.get("MEDXAI_SHARED_DATA")
+    env = os.environ.get("MEDXAI_DATA")
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
@@ -58,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the per-image scores in the JSON (large)")
     args = parser.parse_args(argv)
 
+    from bench._common import write_results
     from models.registry import ModelUnavailable, load_for_modality
     from xai.cli import CliError
     from xai.localize import run_localization
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     masks = args.data / "wce-bleeding-masks" / "bleeding"
     if not images.is_dir() or not masks.is_dir():
         print(f"error: shared data not found: need {images} and {masks} (set --data or "
-              "MEDXAI_SHARED_DATA)", file=sys.stderr)
+              "MEDXAI_DATA)", file=sys.stderr)
         return 1
     try:
         load_for_modality("endoscopy", args.weights_dir)
@@ -86,28 +86,22 @@ def main(argv: list[str] | None = None) -> int:
                           for k, d in STUDIES.items()}
     if not args.per_image:
         summary.pop("per_image")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
-
     names = list(STUDIES)
-    print(f"{summary['images']} bleeding images, model {summary['model']}, target bleeding, "
-          f"{args.threshold} threshold, {args.region} region")
+    lines = [f"{summary['images']} bleeding images, model {summary['model']}, target bleeding, "
+             f"{args.threshold} threshold, {args.region} region"]
     header = f"{'method':<18} {'IoU':>7} {'Dice':>7} {'Point':>6} {'Energy':>7}"
-    for i in range(len(names)):
-        header += f"  study{i + 1} IoU/Dice"
-    print(header)
-    for name, s in summary["methods"].items():
+    lines.append(header + "".join(f"  study{i + 1} IoU/Dice" for i in range(len(names))))
+    for name, s in [*summary["methods"].items(), ("(whole frame)", summary["whole_frame"])]:
         row = (f"{name:<18} {s['iou']:7.4f} {s['dice']:7.4f} {s['pointing']:6.3f} "
                f"{s['energy']:7.3f}")
         for study in names:
             fig = STUDIES[study].get(name)
             row += f"  {fig[0]:.4f}/{fig[1]:.4f}" if fig else f"  {'-':>15}"
-        print(row)
-    for i, study in enumerate(names):
-        print(f"study{i + 1}: {study}")
-    print(f"written: {args.out}")
-    if args.json:
-        print(json.dumps(summary, indent=2))
+        lines.append(row)
+    lines += [f"study{i + 1}: {study}" for i, study in enumerate(names)]
+    lines.append("(whole frame): the uninformative map that marks every pixel; a method below it "
+                 "has not localised anything")
+    write_results(summary, args.out, "\n".join(lines), args.json)
     return 0
 
 

@@ -25,9 +25,7 @@ models under ``models``). The machine is shared: numbers are noisy, compare with
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -43,6 +41,7 @@ from torch import nn  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import environment, write_results  # noqa: E402
 from xai import SINGLE_PASS, explain_tensor  # noqa: E402
 from xai.dt_gradcam import DTGradCAM, linear_weights, otsu_morph_mask  # noqa: E402
 
@@ -249,16 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         **{k: first[k] for k in TARGETS if k in first},
         "reference_model": models[0], "targets": {k: f"{op} {v:g}" for k, (op, v) in TARGETS.items()},
-        "models": results, "size": args.size, "repeats": args.repeats,
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(),
+        "models": results, "size": args.size, "repeats": args.repeats, **environment(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(table(results))
-    print(f"written: {args.out}")
-    if args.json:
-        print(json.dumps(summary, indent=2))
+    write_results(summary, args.out, table(results), args.json)
     return 0
 
 

@@ -11,7 +11,7 @@ nothing of models and imports no other project package. Choices made:
   its VOI LUT, or the frame's min..max; MONOCHROME1 is inverted afterwards so bone
   is white. Multi-frame files show the middle frame unless ``frame`` is given.
 - Sizes are checked before decoding; Pillow's own bomb guard (about 89 Mpx) also applies.
-- Loads are serialised by a lock while library warnings and pydicom's logger are
+- Loads are serialised by a lock while library warnings and the pydicom and Pillow loggers are
   silenced, because their texts may quote header values.
 - Nothing is written to disk; ``meta`` carries no patient data.
 """

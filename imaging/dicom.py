@@ -38,6 +38,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     JPEGLSNearLossless,
 )
+from pydicom.valuerep import STANDARD_VR
 
 from .convert import finish_rgb, grey_to_rgb, scale_to_uint8
 from .datatypes import Limits, LoadedImage, Window, check_frame
@@ -127,9 +128,7 @@ def decode_dicom(
     except Exception:  # noqa: BLE001 - malformed elements fail lazily, on first access
         if raw:
             return None
-        raise ImageInputError(
-            "not_an_image", "the DICOM file is damaged and cannot be read"
-        ) from None
+        raise _damaged() from None
 
 
 def _decode_dataset(
@@ -141,8 +140,10 @@ def _decode_dataset(
         # Almost any bytes "parse" (force=True, or garbage after "DICM"): this is not DICOM.
         if raw:
             return None
-        raise ImageInputError("not_an_image", "the DICOM file is damaged and cannot be read")
+        raise _damaged()
     if pixel_keyword is None:
+        if _misread(ds):
+            raise _damaged()
         if has_size or _is_image_sop_class(ds):
             raise ImageInputError(
                 "truncated", "the DICOM file ends before its pixel data is complete"
@@ -202,9 +203,24 @@ def _read(data: bytes, raw: bool) -> Dataset | None:
     except Exception:  # noqa: BLE001 - pydicom raises many types for malformed input
         if raw:
             return None
-        raise ImageInputError(
-            "not_an_image", "the DICOM file is damaged and cannot be read"
-        ) from None
+        raise _damaged() from None
+
+
+def _damaged() -> ImageInputError:
+    return ImageInputError("not_an_image", "the DICOM file is damaged and cannot be read")
+
+
+def _misread(ds: Dataset) -> bool:
+    """Whether a wrong element length sent the reader off into the bytes of later elements.
+
+    Elements are stored in ascending tag order (PS3.5 7.1) and ``keys()`` keeps the read
+    order; in an explicit-VR data set, misread bytes also give VRs that are not VRs.
+    """
+    tags = list(ds.keys())
+    if any(after <= before for before, after in zip(tags, tags[1:], strict=False)):
+        return True
+    implicit, _ = ds.original_encoding
+    return implicit is False and any(ds.get_item(tag).VR not in STANDARD_VR for tag in tags)
 
 
 def _header_int(ds: Dataset, keyword: str, default: int) -> int:

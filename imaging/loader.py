@@ -43,11 +43,14 @@ _RASTER_MAGIC: tuple[tuple[bytes, str], ...] = (
 
 _DEFAULT_LIMITS = Limits()
 
-# Library warnings and pydicom's log records may quote header values, so a load
-# silences both. Warning filters and logger state are process-global in Python
-# 3.11: one lock keeps each load's silent window from leaking into another thread.
+# Library warnings and log records may quote header values (pydicom's warnings,
+# Pillow's DEBUG lines print TIFF tags and EXIF strings), so a load silences both.
+# A logger's level also governs its children (``PIL.TiffImagePlugin``,
+# ``pydicom.pixels.utils``), which ``Logger.disabled`` would not. Warning filters
+# and logger state are process-global in Python 3.11: one lock keeps each load's
+# silent window from leaking into another thread.
 _QUIET_LOCK = threading.Lock()
-_PYDICOM_LOGGER = logging.getLogger("pydicom")
+_QUIET_LOGGERS = tuple(logging.getLogger(name) for name in ("pydicom", "PIL"))
 
 
 def load_image(
@@ -174,12 +177,15 @@ def _named(name: str | None, message: str) -> str:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence warnings and pydicom's logger; Pillow's bomb warning becomes an error."""
+    """Silence warnings and the pydicom and Pillow loggers; Pillow's bomb warning is an error."""
     with _QUIET_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        was_disabled, _PYDICOM_LOGGER.disabled = _PYDICOM_LOGGER.disabled, True
+        levels = [logger.level for logger in _QUIET_LOGGERS]
+        for logger in _QUIET_LOGGERS:
+            logger.setLevel(logging.CRITICAL + 1)
         try:
             yield
         finally:
-            _PYDICOM_LOGGER.disabled = was_disabled
+            for logger, level in zip(_QUIET_LOGGERS, levels, strict=True):
+                logger.setLevel(level)

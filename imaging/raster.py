@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import struct
+import sys
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -49,7 +53,8 @@ def decode_raster(data: bytes, *, frame: int | None, limits: Limits) -> LoadedIm
             limits.check_pixels(*image.size)
             if image.format == "PNG":
                 _verify_png(data)
-            image.load()
+            with _stderr_silenced() if image.format == "TIFF" else contextlib.nullcontext():
+                image.load()
         except ImageInputError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -89,6 +94,31 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     except ValueError:
         raise ImageInputError("unsupported", f"unsupported colour mode {image.mode!r}") from None
     return finish_rgb(np.asarray(converted))
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Point file descriptor 2 at the null device for the duration.
+
+    libtiff, which Pillow uses for compressed TIFFs, prints its warnings and errors about a
+    damaged file straight to the process's stderr: the CLI's one-line error would gain lines and
+    the app's log would gain text from the file. Loads are serialised by the loader's lock;
+    stderr output of other threads during a TIFF decode is lost too.
+    """
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to protect
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _verify_png(data: bytes) -> None:

@@ -114,10 +114,12 @@ def load_model(folder: Path, device: torch.device | str | None = None) -> Loaded
         data = weights_path.read_bytes()
     except OSError:
         raise ModelUnavailable(card.modality, f"weights file {weights_path} is missing") from None
-    if sha256_bytes(data) != card.sha256:
-        raise ModelUnavailable(card.modality, f"sha256 of {weights_path.name} does not match its "
-                                              "model card: the file was changed or corrupted; "
-                                              "refusing to load it")
+    actual = sha256_bytes(data)
+    if actual != card.sha256:
+        raise ModelUnavailable(card.modality, f"sha256 of {weights_path.name} ({actual[:12]}...) "
+                                              f"does not match its model card "
+                                              f"({card.sha256[:12]}...): the file was changed or "
+                                              "corrupted; refusing to load it")
     state = _deserialise(data, weights_path, card.modality)
     arch = get_arch(card.arch)
     model = build_model(card.arch, len(card.classes))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 
 import streamlit as st
+from starlette.formparsers import MultiPartParser
 
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_image
 from models.card import ModelCard
@@ -18,6 +19,11 @@ PREDICTED = "predicted class"
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm", "dicom"]
 DISCLAIMER = ("Research and decision-support tool, **not a diagnosis**: a qualified clinician "
               "must review every result.")
+
+# Streamlit's upload endpoint parses the request with Starlette, which moves a file part larger
+# than 1 MiB into an (unnamed) temporary file on disk. Raise that threshold above the largest
+# upload the server accepts, so uploads stay in memory (the app reads them into memory anyway).
+MultiPartParser.spool_max_size = (st.get_option("server.maxUploadSize") + 1) * 2**20
 
 
 def page_header(title: str, *, prominent: bool = False) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,20 @@ def tiny_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for modality in TINY_CLASSES:
         register_tiny_model(root, modality)
     return root
+
+
+def copy_entry(registry: Path, into: Path, name: str = "tiny-mri-resnet18") -> Path:
+    """A copy of the registry entry ``name`` under ``into`` (to tamper with safely)."""
+    folder = into / name
+    shutil.copytree(registry / name, folder)
+    return folder
+
+
+def rewrite_card(folder: Path, **changes: object) -> None:
+    """Change fields of the card in ``folder`` as raw JSON (no validation)."""
+    raw = json.loads((folder / "card.json").read_text())
+    raw.update(changes)
+    (folder / "card.json").write_text(json.dumps(raw))
 
 
 SHARED_DATA_HINT = "shared data not found: set MEDXAI_DATA or place shared/data beside the repo"

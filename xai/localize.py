@@ -8,7 +8,10 @@ Each image in ``--images`` is paired with the mask of the same stem in ``--masks
 extension; non-zero = region; a box mask works as is). The map of each method is resized to
 the mask (bilinear) and scored with :func:`xai.metrics.localization_scores`: IoU and Dice of the
 thresholded map's largest component (its box with ``--region box``, the default, as in the
-studies), pointing game and energy-based pointing game. Prints mean scores per method (and with
+studies), pointing game and energy-based pointing game. Beside the methods it reports the
+``whole frame`` reference: the scores of a map that marks every pixel (IoU and Dice of the whole
+frame, pointing and energy of a uniform map = the mask's share of the frame); a method that does
+not beat it has not localised anything. Prints mean scores per method (and with
 ``--json`` the per-image scores too); a tqdm progress bar goes to stderr. Bad input: exit code
 2 and one line ``error: <message>``. Needs the card's whole-image ``resize`` preprocessing (a
 cropping preprocessing would move the map away from the mask).
@@ -29,7 +32,8 @@ from xai.cli import CliError, OneLineParser, fail, parse_options
 from xai.engine import explain_loaded, resolve_methods
 from xai.metrics import localization_scores
 
-__all__ = ["IMAGE_SUFFIXES", "format_table", "main", "pair_files", "run_localization"]
+__all__ = ["IMAGE_SUFFIXES", "format_table", "main", "pair_files", "run_localization",
+           "whole_frame_scores"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 SCORES = ("iou", "dice", "pointing", "energy")
@@ -54,6 +58,12 @@ def pair_files(images: Path, masks: Path) -> tuple[list[tuple[Path, Path]], list
     if not pairs:
         raise CliError(f"no image in {images} has a mask of the same name in {masks}")
     return pairs, unpaired
+
+
+def whole_frame_scores(gt: np.ndarray) -> dict[str, float]:
+    """Scores of the uninformative map that marks the whole frame (the reference to beat)."""
+    share = float(np.count_nonzero(gt)) / gt.size
+    return {"iou": share, "dice": 2 * share / (1 + share), "pointing": share, "energy": share}
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -93,10 +103,13 @@ def run_localization(
         pairs = pairs[:limit]
     per_image: list[dict[str, Any]] = []
     totals = {n: {k: 0.0 for k in (*SCORES, "ms")} for n in names}
+    reference = dict.fromkeys(SCORES, 0.0)
     for image_path, mask_path in tqdm(pairs, desc="localize", unit="img", disable=not progress,
                                       file=sys.stderr):
         rgb = load_path(image_path).rgb
         gt = _read_mask(mask_path)
+        for key, value in whole_frame_scores(gt).items():
+            reference[key] += value
         result = explain_loaded(loaded, rgb, methods=names, target=target, options=options)
         row: dict[str, Any] = {"file": image_path.name, "label": result.label,
                                "confidence": result.confidence, "methods": {}}
@@ -114,18 +127,21 @@ def run_localization(
         "target": "predicted" if target is None else str(target),
         "threshold": threshold, "region": region, "images": n, "unpaired": unpaired,
         "methods": {name: {k: v / n for k, v in t.items()} for name, t in totals.items()},
+        "whole_frame": {k: v / n for k, v in reference.items()},
         "per_image": per_image,
     }
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """Plain-text table of the mean scores per method."""
+    """Plain-text table of the mean scores per method, and the whole-frame reference."""
+    rows = [*summary["methods"].items(), ("(whole frame)", summary["whole_frame"])]
     lines = [f"{summary['images']} images, model {summary['model']}, target {summary['target']}, "
              f"{summary['threshold']} threshold, {summary['region']} region",
              f"{'method':<18} {'IoU':>7} {'Dice':>7} {'Point':>7} {'Energy':>7} {'ms':>8}"]
-    for name, s in summary["methods"].items():
+    for name, s in rows:
+        ms = f"{s['ms']:8.1f}" if "ms" in s else f"{'-':>8}"
         lines.append(f"{name:<18} {s['iou']:7.4f} {s['dice']:7.4f} {s['pointing']:7.3f} "
-                     f"{s['energy']:7.3f} {s['ms']:8.1f}")
+                     f"{s['energy']:7.3f} {ms}")
     return "\n".join(lines)
 
 

@@ -10,20 +10,13 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.app.session import PAGES, REPO, button, open_page, upload
 
 
 @pytest.fixture(autouse=True)
 def weights_env(monkeypatch: pytest.MonkeyPatch, tiny_registry: Path) -> Path:
     monkeypatch.setenv("MEDXAI_WEIGHTS_DIR", str(tiny_registry))
     return tiny_registry
-
-
-PAGES = {"predict": "1_Predict.py", "compare": "2_Compare.py", "models": "3_Models.py"}
-
-
-def _page(name: str) -> AppTest:
-    return AppTest.from_file(str(REPO / "pages" / PAGES[name]), default_timeout=120).run()
 
 
 def _png(seed: int = 0, size: int = 96) -> bytes:
@@ -33,19 +26,10 @@ def _png(seed: int = 0, size: int = 96) -> bytes:
     return buf.getvalue()
 
 
-def _upload(at: AppTest, name: str, data: bytes, index: int = 0) -> AppTest:
-    at.file_uploader[index].upload(name, data, "application/octet-stream")
-    return at.run()
-
-
-def _button(at: AppTest, label: str):
-    return next(b for b in at.button if b.label == label)
-
-
 def test_predict_shows_label_probabilities_and_default_maps() -> None:
-    at = _upload(_page("predict"), "scan.png", _png())
+    at = upload(open_page("predict"), "scan.png", _png())
     at.selectbox(key="predict-modality-None").set_value("mri").run()
-    _button(at, "Predict").click().run()
+    button(at, "Predict").click().run()
     assert not at.exception and not at.error
     metric = at.metric[0]
     assert metric.label == "Prediction"
@@ -58,9 +42,9 @@ def test_predict_shows_label_probabilities_and_default_maps() -> None:
 
 
 def test_display_controls_reuse_the_maps_and_methods_recompute() -> None:
-    at = _upload(_page("predict"), "scan.png", _png(1))
+    at = upload(open_page("predict"), "scan.png", _png(1))
     at.selectbox(key="predict-modality-None").set_value("xray").run()
-    _button(at, "Predict").click().run()
+    button(at, "Predict").click().run()
     first = at.session_state["predict"][1]
     next(s for s in at.selectbox if s.label == "Colour map").set_value("inferno").run()
     next(s for s in at.slider if s.label == "Opacity").set_value(0.8).run()
@@ -68,17 +52,17 @@ def test_display_controls_reuse_the_maps_and_methods_recompute() -> None:
     assert not at.exception
     next(m for m in at.multiselect if m.label == "Methods").set_value(["eigencam"]).run()
     assert any("Press **Predict**" in i.value for i in at.info)  # stale result not shown
-    _button(at, "Predict").click().run()
+    button(at, "Predict").click().run()
     assert at.session_state["predict"][1] is not first
     assert list(at.session_state["predict"][1].maps) == ["eigencam"]
 
 
 def test_bad_upload_shows_one_error_and_the_page_stays_usable() -> None:
-    at = _upload(_page("predict"), "broken.png", _png()[:60])
+    at = upload(open_page("predict"), "broken.png", _png()[:60])
     assert len(at.error) == 1 and "broken.png" in at.error[0].value
     assert not at.exception
     at.file_uploader[0].clear()
-    at = _upload(at.run(), "scan.png", _png(2))
+    at = upload(at.run(), "scan.png", _png(2))
     assert not at.error
     assert any(b.label == "Predict" for b in at.button)
 
@@ -91,14 +75,14 @@ def test_dicom_prefills_modality() -> None:
     ds.Modality = "CR"  # suggests xray; without the tag the page would pre-select mri
     buf = io.BytesIO()
     ds.save_as(buf)
-    at = _upload(_page("predict"), "scan.dcm", buf.getvalue())
+    at = upload(open_page("predict"), "scan.dcm", buf.getvalue())
     assert not at.exception and not at.error
     modality = next(s for s in at.selectbox if s.label == "Modality")
     assert modality.value == "xray"
 
 
 def test_missing_model_disables_only_that_modality() -> None:
-    at = _upload(_page("predict"), "scan.png", _png())
+    at = upload(open_page("predict"), "scan.png", _png())
     at.selectbox(key="predict-modality-None").set_value("histology").run()
     assert len(at.error) == 1 and "no model is installed" in at.error[0].value
     at.selectbox(key="predict-modality-None").set_value("mri").run()
@@ -106,14 +90,14 @@ def test_missing_model_disables_only_that_modality() -> None:
 
 
 def test_compare_runs_every_method_and_scores_a_mask() -> None:
-    at = _upload(_page("compare"), "scan.png", _png(3))
+    at = upload(open_page("compare"), "scan.png", _png(3))
     at.selectbox(key="compare-modality-None").set_value("mri").run()
     mask = np.zeros((96, 96), dtype=np.uint8)
     mask[20:60, 30:70] = 255
     buf = io.BytesIO()
     Image.fromarray(mask).save(buf, "PNG")
-    at = _upload(at, "mask.png", buf.getvalue(), index=1)
-    _button(at, "Run all methods").click().run()
+    at = upload(at, "mask.png", buf.getvalue(), index=1)
+    button(at, "Run all methods").click().run()
     assert not at.exception and not at.error
     explanation = at.session_state["compare"][1]
     assert {"gradcam", "haycam_plus", "dt_gradcam", "scorecam_fast", "gradcam_fused"} <= set(
@@ -124,7 +108,7 @@ def test_compare_runs_every_method_and_scores_a_mask() -> None:
 
 
 def test_models_page_renders_every_card(weights_env: Path) -> None:
-    at = _page("models")
+    at = open_page("models")
     assert not at.exception
     titles = [e.label for e in at.expander]
     assert any("tiny-mri-resnet18" in t for t in titles)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -45,27 +45,43 @@ def wait_for_health(url: str, proc: subprocess.Popen, timeout: float = 120) -> N
 
 
 @contextlib.contextmanager
-def running_app(weights_dir: Path | None = None, timeout: float = 120) -> Iterator[str]:
-    """``streamlit run app.py`` (the README command) on a free loopback port; yields its URL.
+def running_app(
+    weights_dir: Path | None = None,
+    timeout: float = 120,
+    *,
+    script: str | Path = "app.py",
+    output: Path | None = None,
+    prelude: str = "",
+    env: Mapping[str, str] | None = None,
+    flags: Sequence[str] = (),
+) -> Iterator[str]:
+    """``streamlit run script`` (the README command) from the repository root on a free
+    loopback port; yields its URL.
 
-    ``weights_dir`` sets ``MEDXAI_WEIGHTS_DIR``; the server is stopped by its PID on exit.
+    ``weights_dir`` sets ``MEDXAI_WEIGHTS_DIR``; the server's stdout and stderr go to ``output``
+    (complete once the block exits) or are discarded; ``prelude`` is Python run in the server
+    process before Streamlit starts. The server is stopped by its PID on exit.
     """
     port = free_port()
-    env = {**os.environ, **({"MEDXAI_WEIGHTS_DIR": str(weights_dir)} if weights_dir else {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, proc, timeout)
-        yield url
-    finally:
-        proc.terminate()
+    environment = {**os.environ, **(env or {}),
+                   **({"MEDXAI_WEIGHTS_DIR": str(weights_dir)} if weights_dir else {})}
+    code = f"{prelude}\nfrom streamlit.web.cli import main\nmain()\n"
+    command = [sys.executable, "-c", code, "run", str(script), "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port), *flags]
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(output.open("wb")) if output else subprocess.DEVNULL
+        proc = subprocess.Popen(command, cwd=REPO, env=environment, stdout=sink,
+                                stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            wait_for_health(url, proc, timeout)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,9 @@ from models.registry import (
     load_for_modality,
     load_model,
     registry_status,
+    sha256_bytes,
 )
-from tests.conftest import register_tiny_model
-
-
-def _copy_entry(tiny_registry: Path, tmp_path: Path, name: str = "tiny-mri-resnet18") -> Path:
-    folder = tmp_path / name
-    shutil.copytree(tiny_registry / name, folder)
-    return folder
+from tests.conftest import copy_entry, register_tiny_model, rewrite_card
 
 
 def test_round_trip_loads_the_same_weights(tmp_path: Path) -> None:
@@ -46,26 +40,22 @@ def test_card_records_provenance(tiny_registry: Path) -> None:
 
 
 def test_tampered_weights_are_refused(tiny_registry: Path, tmp_path: Path) -> None:
-    folder = _copy_entry(tiny_registry, tmp_path)
+    folder = copy_entry(tiny_registry, tmp_path)
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01
     weights.write_bytes(bytes(data))
-    with pytest.raises(ModelUnavailable, match="sha256 .* does not match"):
+    expected = json.loads((folder / "card.json").read_text())["sha256"]
+    with pytest.raises(ModelUnavailable, match="sha256 of model.safetensors .* does not match") as exc:
         load_model(folder)
+    assert sha256_bytes(bytes(data))[:12] in str(exc.value) and expected[:12] in str(exc.value)
 
 
 def test_missing_weights_file(tiny_registry: Path, tmp_path: Path) -> None:
-    folder = _copy_entry(tiny_registry, tmp_path)
+    folder = copy_entry(tiny_registry, tmp_path)
     (folder / "model.safetensors").unlink()
     with pytest.raises(ModelUnavailable, match="missing"):
         load_model(folder)
-
-
-def _rewrite_card(folder: Path, **changes: object) -> None:
-    raw = json.loads((folder / "card.json").read_text())
-    raw.update(changes)
-    (folder / "card.json").write_text(json.dumps(raw))
 
 
 def test_pickle_payload_with_matching_hash_is_refused(tiny_registry: Path, tmp_path: Path) -> None:
@@ -76,9 +66,9 @@ def test_pickle_payload_with_matching_hash_is_refused(tiny_registry: Path, tmp_p
         def __reduce__(self):
             return (Path.touch, (tmp_path / "pwned",))
 
-    folder = _copy_entry(tiny_registry, tmp_path)
+    folder = copy_entry(tiny_registry, tmp_path)
     torch.save({"conv1.weight": Payload()}, folder / "model.pth")
-    _rewrite_card(folder, weights_file="model.pth",
+    rewrite_card(folder, weights_file="model.pth",
                   sha256=sha256_bytes((folder / "model.pth").read_bytes()))
     with pytest.raises(ModelUnavailable, match="cannot be read safely"):
         load_model(folder)
@@ -86,22 +76,22 @@ def test_pickle_payload_with_matching_hash_is_refused(tiny_registry: Path, tmp_p
 
 
 def test_class_list_must_match_head(tiny_registry: Path, tmp_path: Path) -> None:
-    folder = _copy_entry(tiny_registry, tmp_path)
-    _rewrite_card(folder, classes=["a", "b", "c"])
+    folder = copy_entry(tiny_registry, tmp_path)
+    rewrite_card(folder, classes=["a", "b", "c"])
     with pytest.raises(ModelUnavailable, match="3 classes but the weights' head has 4 outputs"):
         load_model(folder)
 
 
 def test_weights_for_another_arch_are_refused(tiny_registry: Path, tmp_path: Path) -> None:
-    folder = _copy_entry(tiny_registry, tmp_path)
-    _rewrite_card(folder, arch="mobilenet_v2")
+    folder = copy_entry(tiny_registry, tmp_path)
+    rewrite_card(folder, arch="mobilenet_v2")
     with pytest.raises(ModelUnavailable, match="do not fit architecture mobilenet_v2"):
         load_model(folder)
 
 
 def test_broken_model_disables_only_its_modality(tiny_registry: Path, tmp_path: Path) -> None:
     for name in ("tiny-mri-resnet18", "tiny-xray-resnet18"):
-        _copy_entry(tiny_registry, tmp_path, name)
+        copy_entry(tiny_registry, tmp_path, name)
     (tmp_path / "tiny-mri-resnet18" / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ModelUnavailable) as err:
         load_for_modality("mri", tmp_path)
@@ -140,8 +130,8 @@ def test_unknown_modality_is_refused(tiny_registry: Path) -> None:
 )
 def test_invalid_cards_are_rejected(tiny_registry: Path, tmp_path: Path, change: dict,
                                     message: str) -> None:
-    folder = _copy_entry(tiny_registry, tmp_path)
-    _rewrite_card(folder, **change)
+    folder = copy_entry(tiny_registry, tmp_path)
+    rewrite_card(folder, **change)
     with pytest.raises(CardError, match=message):
         ModelCard.read(folder)
     with pytest.raises(ModelUnavailable):
@@ -155,7 +145,7 @@ def test_incomplete_card(tmp_path: Path) -> None:
 
 
 def test_list_cards_reports_unreadable_cards(tiny_registry: Path, tmp_path: Path) -> None:
-    _copy_entry(tiny_registry, tmp_path)
+    copy_entry(tiny_registry, tmp_path)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "card.json").write_text("{not json")
     entries = dict(list_cards(tmp_path))

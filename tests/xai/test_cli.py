@@ -114,6 +114,9 @@ def test_localize_json(tiny_registry: Path, tmp_path: Path,
         assert set(scores) == {"iou", "dice", "pointing", "energy", "ms"}
         assert 0 <= scores["iou"] <= 1 and 0 <= scores["dice"] <= 1
     assert len(result["per_image"]) == 2
+    share = 40 * 50 / (80 * 96)  # the masks' box over the frame
+    assert result["whole_frame"] == pytest.approx(
+        {"iou": share, "dice": 2 * share / (1 + share), "pointing": share, "energy": share})
     assert "localize" in captured.err  # tqdm progress bar on stderr
 
 
@@ -125,6 +128,7 @@ def test_localize_table_and_errors(tiny_registry: Path, tmp_path: Path,
                           "--limit", "1"]) == 0
     out = capsys.readouterr().out
     assert "IoU" in out and "gradcam" in out and out.startswith("1 images")
+    assert "(whole frame)       0.2604" in out
     empty = tmp_path / "empty"
     empty.mkdir()
     for argv, message in [

@@ -9,15 +9,11 @@ import pytest
 import torch
 from torch import nn
 
+from tests.model_state import hook_count
 from tests.xai.conftest import STAGES, TinyNet, make_tiny
 from xai import SINGLE_PASS, available_methods, explain_batch, explain_tensor, resolve_methods
 from xai.capture import forward_capture
 from xai.methods import GradCAM
-
-
-def _hook_count(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               for m in model.modules())
 
 
 def _gradcam_reference(model: nn.Module, x: torch.Tensor, score_fn) -> torch.Tensor:
@@ -113,7 +109,7 @@ def test_bad_requests_are_clear_errors(tiny: TinyNet, images: torch.Tensor) -> N
     with pytest.raises(ValueError, match="bad options"):
         explain_tensor(tiny, images[0], target_layer="layer4", methods="dt_gradcam",
                        options={"dt_gradcam": {"bogus": 1}})
-    assert _hook_count(tiny) == 0
+    assert hook_count(tiny) == 0
 
 
 class _Exploding(nn.Module):
@@ -137,7 +133,7 @@ def test_hooks_released_and_state_restored_on_error() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         explain_tensor(model, torch.randn(1, 3, 32, 32), target_layer="net.layer4",
                        methods="gradcam")
-    assert _hook_count(model) == 0
+    assert hook_count(model) == 0
     assert {n: m.training for n, m in model.named_modules()} == modes
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert torch.is_grad_enabled() == grad_mode
@@ -152,7 +148,7 @@ def test_state_restored_and_no_weight_gradients(tiny: TinyNet, images: torch.Ten
     assert tiny.training and all(m.training for m in tiny.modules())
     assert {n: p.requires_grad for n, p in tiny.named_parameters()} == flags
     assert all(p.grad is None for p in tiny.parameters())
-    assert _hook_count(tiny) == 0
+    assert hook_count(tiny) == 0
     tiny.eval()
     exp_eval = explain_tensor(tiny, images[0], target_layer="layer4", stage_layers=STAGES,
                               methods="all")
@@ -241,4 +237,4 @@ def test_thread_safety_matches_sequential(tiny: TinyNet) -> None:
         for name, ref in maps.items():
             np.testing.assert_allclose(results[key][name], ref, atol=1e-5,
                                        err_msg=f"thread {key} {name}")
-    assert _hook_count(tiny) == 0
+    assert hook_count(tiny) == 0

@@ -1,0 +1,27 @@
+"""Driving a page through Streamlit's AppTest: open it, upload a file, find a button."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Button
+
+REPO = Path(__file__).resolve().parents[2]
+PAGES = {"predict": "1_Predict.py", "compare": "2_Compare.py", "models": "3_Models.py"}
+
+
+def open_page(name: str) -> AppTest:
+    """The page ``name`` (predict, compare or models), run once."""
+    return AppTest.from_file(str(REPO / "pages" / PAGES[name]), default_timeout=120).run()
+
+
+def upload(at: AppTest, name: str, data: bytes, index: int = 0) -> AppTest:
+    """Upload ``data`` as ``name`` into the ``index``-th uploader and rerun the page."""
+    at.file_uploader[index].upload(name, data, "application/octet-stream")
+    return at.run()
+
+
+def button(at: AppTest, label: str) -> Button:
+    """The page's button labelled ``label``."""
+    return next(b for b in at.button if b.label == label)

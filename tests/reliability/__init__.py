@@ -1,0 +1,1 @@
+"""Reliability and security: bad inputs, fuzzing, concurrency, patient data, weights."""
