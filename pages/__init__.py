@@ -16,7 +16,6 @@ from models.card import ModelCard
 from models.registry import LoadedModel, ModelUnavailable, load_for_modality, registry_status
 
 PREDICTED = "predicted class"
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm", "dicom"]
 DISCLAIMER = ("Research and decision-support tool, **not a diagnosis**: a qualified clinician "
               "must review every result.")
 
@@ -65,8 +64,9 @@ def image_upload(key: str) -> tuple[LoadedImage, str] | None:
 
     Shows one ``st.error`` and returns ``None`` for a file that cannot be read.
     """
-    uploaded = st.file_uploader("Image (PNG, JPEG, TIFF, BMP or DICOM)", type=UPLOAD_TYPES,
-                                key=f"{key}-upload")
+    # Any file name: PACS exports often have no extension; the reader tells formats by content.
+    uploaded = st.file_uploader("Image (PNG, JPEG, TIFF, BMP, GIF, WebP or DICOM, with or "
+                                "without extension)", key=f"{key}-upload")
     if uploaded is None:
         return None
     data = uploaded.getvalue()

@@ -75,10 +75,13 @@ def test_dicom_prefills_modality() -> None:
     ds.Modality = "CR"  # suggests xray; without the tag the page would pre-select mri
     buf = io.BytesIO()
     ds.save_as(buf)
-    at = upload(open_page("predict"), "scan.dcm", buf.getvalue())
+    at = upload(open_page("predict"), "IM0001", buf.getvalue())  # PACS exports: no extension
     assert not at.exception and not at.error
     modality = next(s for s in at.selectbox if s.label == "Modality")
     assert modality.value == "xray"
+    button(at, "Predict").click().run()
+    assert not at.exception and not at.error
+    assert at.metric[0].value in ("normal", "pneumonia")  # the xray model's classes
 
 
 def test_missing_model_disables_only_that_modality() -> None:
