@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--top-k", type=int, default=16, help="fast Score-CAM channels")
-    parser.add_argument("--batch-size", type=int, default=32, help="exact Score-CAM batch")
+    parser.add_argument("--batch-size", type=int, help="exact Score-CAM batch (default: the "
+                        "engine's, xai.scorecam.default_batch_size)")
     parser.add_argument("--exact-scorecam", default="resnet50",
                         help="models to run exact Score-CAM on (slow), comma-separated, or none")
     parser.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",

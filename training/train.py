@@ -366,9 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         return x.contiguous(memory_format=torch.channels_last) if args.channels_last else x
 
     @torch.no_grad()
-    def logits_of(index: np.ndarray) -> torch.Tensor:
+    def logits_of(index: np.ndarray, served: bool = False) -> torch.Tensor:
+        """Logits of ``images[index]``; ``served``: in float32 as the app and evaluate run the
+        model (the card's metrics), else under the training autocast (validation per epoch)."""
         model.eval()
-        with amp():
+        with nullcontext() if served else amp():
             return predict_sharded(lambda x: model(to_device(x)), images[index], recipe.batch_size, run)
 
     features: dict[str, torch.Tensor] = {}
@@ -498,17 +500,17 @@ def main(argv: list[str] | None = None) -> int:
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
     round_to_half(model)
-    calibration = calibration_record(logits_of(split.val), labels[split.val])
+    calibration = calibration_record(logits_of(split.val, served=True), labels[split.val])
     temperature = calibration["temperature"]
     evaluated_on = "test" if len(split.test) else "val (the test split is empty)"
     final_index = split.test if len(split.test) else split.val
     from models.predict import probabilities
 
     report = classification_report(dataset.labels[final_index],
-                                   probabilities(logits_of(final_index), temperature).numpy(),
+                                   probabilities(logits_of(final_index, served=True), temperature).numpy(),
                                    dataset.classes)
     val_report = classification_report(dataset.labels[split.val],
-                                       probabilities(logits_of(split.val), temperature).numpy(),
+                                       probabilities(logits_of(split.val, served=True), temperature).numpy(),
                                        dataset.classes)
     history = state["history"]
     full_rows = [r for r in history if r["stage"] == "full"] or history

@@ -32,7 +32,8 @@ from torch import nn
 from xai import dt_gradcam as _dt_gradcam  # noqa: F401
 from xai import methods as _methods  # noqa: F401
 from xai import scorecam as _scorecam  # noqa: F401
-from xai.capture import forward_capture, inference_forward
+from xai.capture import forward_capture
+from xai.folding import inference_forward
 from xai.maps import minmax, normalize_cams
 from xai.methods import GradCAM
 from xai.registry import (

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xai.capture import inference_forward
+from xai.folding import inference_forward
 from xai.targets import probabilities
 
 __all__ = [
