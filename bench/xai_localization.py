@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench._common import write_results
     from models.registry import ModelUnavailable, load_for_modality
     from xai.cli import CliError
-    from xai.localize import run_localization
+    from xai.localize import reference_rows, run_localization
 
     images = args.data / "wce-bleeding" / "bleeding"
     masks = args.data / "wce-bleeding-masks" / "bleeding"
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.threshold} threshold, {args.region} region"]
     header = f"{'method':<18} {'IoU':>7} {'Dice':>7} {'Point':>6} {'Energy':>7}"
     lines.append(header + "".join(f"  study{i + 1} IoU/Dice" for i in range(len(names))))
-    for name, s in [*summary["methods"].items(), ("(whole frame)", summary["whole_frame"])]:
+    for name, s in [*summary["methods"].items(), *reference_rows(summary)]:
         row = (f"{name:<18} {s['iou']:7.4f} {s['dice']:7.4f} {s['pointing']:6.3f} "
                f"{s['energy']:7.3f}")
         for study in names:
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"study{i + 1}: {study}" for i, study in enumerate(names)]
     lines.append("(whole frame): the uninformative map that marks every pixel; a method below it "
                  "has not localised anything")
+    lines.append("(ideal map): each cell of the target layer's grid holds its share of the box "
+                 "mask; the most a map at that resolution can score with this region rule")
     write_results(summary, args.out, "\n".join(lines), args.json)
     return 0
 

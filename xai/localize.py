@@ -8,10 +8,12 @@ Each image in ``--images`` is paired with the mask of the same stem in ``--masks
 extension; non-zero = region; a box mask works as is). The map of each method is resized to
 the mask (bilinear) and scored with :func:`xai.metrics.localization_scores`: IoU and Dice of the
 thresholded map's largest component (its box with ``--region box``, the default, as in the
-studies), pointing game and energy-based pointing game. Beside the methods it reports the
-``whole frame`` reference: the scores of a map that marks every pixel (IoU and Dice of the whole
-frame, pointing and energy of a uniform map = the mask's share of the frame); a method that does
-not beat it has not localised anything. Prints mean scores per method (and with
+studies), pointing game and energy-based pointing game. Beside the methods it reports two
+references. ``whole frame``: the scores of a map that marks every pixel (IoU and Dice of the
+whole frame, pointing and energy of a uniform map = the mask's share of the frame); a method
+that does not beat it has not localised anything. ``ideal hxw map``: the best map a CAM at the
+target layer's h x w grid can draw (each cell's share of the mask, upsampled and scored by the
+same rule); the ceiling that layer's resolution and the region rule leave. Prints mean scores per method (and with
 ``--json`` the per-image scores too); a tqdm progress bar goes to stderr. Bad input: exit code
 2 and one line ``error: <message>``. Needs the card's whole-image ``resize`` preprocessing (a
 cropping preprocessing would move the map away from the mask).
@@ -32,8 +34,8 @@ from xai.cli import CliError, OneLineParser, fail, parse_options
 from xai.engine import explain_loaded, resolve_methods
 from xai.metrics import localization_scores
 
-__all__ = ["IMAGE_SUFFIXES", "format_table", "main", "pair_files", "run_localization",
-           "whole_frame_scores"]
+__all__ = ["IMAGE_SUFFIXES", "format_table", "ideal_map_scores", "main", "pair_files",
+           "reference_rows", "run_localization", "whole_frame_scores"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 SCORES = ("iou", "dice", "pointing", "energy")
@@ -64,6 +66,28 @@ def whole_frame_scores(gt: np.ndarray) -> dict[str, float]:
     """Scores of the uninformative map that marks the whole frame (the reference to beat)."""
     share = float(np.count_nonzero(gt)) / gt.size
     return {"iou": share, "dice": 2 * share / (1 + share), "pointing": share, "energy": share}
+
+
+def ideal_map_scores(gt: np.ndarray, grid: tuple[int, int], threshold: str = "otsu",
+                     region: str = "box") -> dict[str, float]:
+    """Scores of the best map on a ``grid`` (h, w) of cells: each cell's share of the mask,
+    upsampled bilinearly like a CAM (a mask filling every cell gives a uniform map)."""
+    cells = cv2.resize(gt.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+    heat = cv2.resize(cells, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+    span = float(heat.max() - heat.min())
+    heat = (heat - heat.min()) / span if span > 0 else np.ones_like(heat)
+    return localization_scores(heat, gt, threshold=threshold, region=region).as_dict()
+
+
+def _cam_grid(loaded: Any, rgb: np.ndarray) -> tuple[int, int]:
+    """(h, w) of the target layer's activations for this image."""
+    from models.predict import model_view, view_to_input
+    from xai.capture import forward_capture
+
+    layer = loaded.arch.target_layer
+    x = view_to_input(loaded, model_view(loaded, rgb))
+    h, w = forward_capture(loaded.model, x, [layer], False).activations[layer].shape[-2:]
+    return int(h), int(w)
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -104,12 +128,17 @@ def run_localization(
     per_image: list[dict[str, Any]] = []
     totals = {n: {k: 0.0 for k in (*SCORES, "ms")} for n in names}
     reference = dict.fromkeys(SCORES, 0.0)
+    ideal = dict.fromkeys(SCORES, 0.0)
+    grid: tuple[int, int] | None = None
     for image_path, mask_path in tqdm(pairs, desc="localize", unit="img", disable=not progress,
                                       file=sys.stderr):
         rgb = load_path(image_path).rgb
         gt = _read_mask(mask_path)
+        grid = grid or _cam_grid(loaded, rgb)
         for key, value in whole_frame_scores(gt).items():
             reference[key] += value
+        for key, value in ideal_map_scores(gt, grid, threshold, region).items():
+            ideal[key] += value
         result = explain_loaded(loaded, rgb, methods=names, target=target, options=options)
         row: dict[str, Any] = {"file": image_path.name, "label": result.label,
                                "confidence": result.confidence, "methods": {}}
@@ -128,13 +157,20 @@ def run_localization(
         "threshold": threshold, "region": region, "images": n, "unpaired": unpaired,
         "methods": {name: {k: v / n for k, v in t.items()} for name, t in totals.items()},
         "whole_frame": {k: v / n for k, v in reference.items()},
+        "ideal_map": {"grid": list(grid or ()), **{k: v / n for k, v in ideal.items()}},
         "per_image": per_image,
     }
 
 
+def reference_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    """The two reference rows of a summary, named for a table: whole frame, ideal map."""
+    h, w = summary["ideal_map"]["grid"]
+    return [("(whole frame)", summary["whole_frame"]), (f"(ideal {h}x{w} map)", summary["ideal_map"])]
+
+
 def format_table(summary: dict[str, Any]) -> str:
-    """Plain-text table of the mean scores per method, and the whole-frame reference."""
-    rows = [*summary["methods"].items(), ("(whole frame)", summary["whole_frame"])]
+    """Plain-text table of the mean scores per method, and the two reference rows."""
+    rows = [*summary["methods"].items(), *reference_rows(summary)]
     lines = [f"{summary['images']} images, model {summary['model']}, target {summary['target']}, "
              f"{summary['threshold']} threshold, {summary['region']} region",
              f"{'method':<18} {'IoU':>7} {'Dice':>7} {'Point':>7} {'Energy':>7} {'ms':>8}"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from xai.explain import main as explain_main
+from xai.localize import ideal_map_scores
 from xai.localize import main as localize_main
 
 
@@ -117,7 +118,25 @@ def test_localize_json(tiny_registry: Path, tmp_path: Path,
     share = 40 * 50 / (80 * 96)  # the masks' box over the frame
     assert result["whole_frame"] == pytest.approx(
         {"iou": share, "dice": 2 * share / (1 + share), "pointing": share, "energy": share})
+    grid = tuple(result["ideal_map"]["grid"])
+    assert len(grid) == 2 and min(grid) >= 1
+    mask = cv2.imread(str(masks / "img0.png"), cv2.IMREAD_GRAYSCALE) > 127
+    ideal = {k: v for k, v in result["ideal_map"].items() if k != "grid"}
+    assert ideal == pytest.approx(ideal_map_scores(mask, grid))  # same mask for both images
     assert "localize" in captured.err  # tqdm progress bar on stderr
+
+
+def test_ideal_map_is_the_ceiling_of_the_cam_resolution() -> None:
+    frame = np.ones((64, 64), bool)
+    assert ideal_map_scores(frame, (4, 4))["iou"] == 1.0  # uniform map -> whole frame
+    quadrant = np.zeros((64, 64), bool)
+    quadrant[:32, :32] = True  # exactly 2 x 2 of the 4 x 4 cells
+    coarse, fine = ideal_map_scores(quadrant, (2, 2)), ideal_map_scores(quadrant, (8, 8))
+    assert 0.25 < coarse["iou"] < fine["iou"] and fine["iou"] > 0.8
+    assert fine["pointing"] == 1.0
+    spot = np.zeros((64, 64), bool)
+    spot[40:44, 40:44] = True  # far smaller than one cell of a 2 x 2 grid
+    assert ideal_map_scores(spot, (2, 2))["iou"] < 0.1 < ideal_map_scores(spot, (32, 32))["iou"]
 
 
 def test_localize_table_and_errors(tiny_registry: Path, tmp_path: Path,
@@ -129,6 +148,7 @@ def test_localize_table_and_errors(tiny_registry: Path, tmp_path: Path,
     out = capsys.readouterr().out
     assert "IoU" in out and "gradcam" in out and out.startswith("1 images")
     assert "(whole frame)       0.2604" in out
+    assert "(ideal " in out
     empty = tmp_path / "empty"
     empty.mkdir()
     for argv, message in [

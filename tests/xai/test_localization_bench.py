@@ -14,7 +14,7 @@ from models.registry import ModelUnavailable, load_for_modality
 def test_scores_methods_beside_the_whole_frame_reference(
         shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     try:
-        load_for_modality("endoscopy")
+        loaded = load_for_modality("endoscopy")
     except ModelUnavailable as exc:
         pytest.skip(f"no endoscopy model installed: {exc}")
     out = tmp_path / "loc.json"
@@ -28,6 +28,10 @@ def test_scores_methods_beside_the_whole_frame_reference(
     eigencam_row = next(line for line in printed.splitlines() if line.startswith("eigencam"))
     assert "0.3386/0.5003" in eigencam_row  # the studies' figure beside ours
     assert "(whole frame)" in printed
+    ideal = next(line for line in printed.splitlines() if line.startswith("(ideal "))
+    cells = -(-loaded.card.input_size // 32)  # the CAM layer of the shipped nets has stride 32
+    assert ideal.startswith(f"(ideal {cells}x{cells} map)")
+    assert summary["ideal_map"]["iou"] > summary["whole_frame"]["iou"]
 
 
 def test_missing_data_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
