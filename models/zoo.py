@@ -180,9 +180,12 @@ register_arch(ArchSpec("xception", _timm("legacy_xception"), 299, "act4",
 register_arch(ArchSpec("inception_resnet_v2", _timm("inception_resnet_v2"), 299, "conv2d_7b",
                        {"stage3": "repeat_1", "stage4": "block8"}, "classif",
                        "timm:inception_resnet_v2", SYMMETRIC_MEAN, SYMMETRIC_STD))
-register_arch(ArchSpec("tf_efficientnet_lite0", _timm("tf_efficientnet_lite0"), 224, "bn2",
-                       {"stage3": "blocks.4", "stage4": "blocks.6"}, "classifier",
-                       "timm:tf_efficientnet_lite0", SYMMETRIC_MEAN, SYMMETRIC_STD))
+# EfficientNet-Lite0/1/2 at their native input sizes (Tan & Le 2019; the Lite variants drop SE
+# and swish for mobile accelerators).
+for _variant, _size in (("0", 224), ("1", 240), ("2", 260)):
+    register_arch(ArchSpec(f"tf_efficientnet_lite{_variant}", _timm(f"tf_efficientnet_lite{_variant}"),
+                           _size, "bn2", {"stage3": "blocks.4", "stage4": "blocks.6"}, "classifier",
+                           f"timm:tf_efficientnet_lite{_variant}", SYMMETRIC_MEAN, SYMMETRIC_STD))
 register_arch(ArchSpec("dalaresnet50", lambda n: DALAResNet50(n), 224, "attention",
                        {"stage3": "layer3", "stage4": "layer4"}, None, "backbone:resnet50",
                        SYMMETRIC_MEAN, SYMMETRIC_STD))

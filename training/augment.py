@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision.transforms.v2 import TrivialAugmentWide
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from training.recipes import Recipe
 
@@ -31,9 +33,10 @@ def normalise(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
 class Augment(nn.Module):
     """The recipe's augmentation on a uint8 batch, returning the normalised float batch.
 
-    Rotation, shift and flips are one random affine map per image, applied to the whole batch
-    in a single ``grid_sample`` (bilinear, zero fill); then brightness/contrast
-    ``g = alpha * f + beta``, clipped to the valid range.
+    TrivialAugment (when asked) first, per image on uint8; then rotation, shift, flips and the
+    random resized crop as one random affine map per image, applied to the whole batch in a
+    single ``grid_sample`` (bilinear, zero fill); then brightness/contrast
+    ``g = alpha * f + beta``, gamma and blur, clipped to the valid range.
     """
 
     def __init__(self, recipe: Recipe, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -41,25 +44,49 @@ class Augment(nn.Module):
         self.rotation = math.radians(recipe.rotation)
         self.shift = recipe.shift
         self.hflip, self.vflip = recipe.hflip, recipe.vflip
+        self.crop_scale = recipe.crop_scale
         self.alpha, self.beta = recipe.brightness_alpha, recipe.brightness_beta
+        self.gamma, self.blur = recipe.gamma_jitter, recipe.blur
+        self.trivial = TrivialAugmentWide() if recipe.auto_augment == "trivial" else None
         self.mean, self.std = tuple(mean), tuple(std)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Augment each image with its own random parameters, then normalise."""
+        if self.trivial is not None:
+            batch = torch.stack([self.trivial(image) for image in batch])
         x = batch.float().div_(255.0)
         n = x.shape[0]
-        if self.rotation or self.shift or self.hflip or self.vflip:
-            angle = (torch.rand(n) * 2 - 1) * self.rotation
-            shift = (torch.rand(n, 2) * 2 - 1) * (2 * self.shift)  # grid units span 2 per side
-            flip_x = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if self.hflip else torch.ones(n)
-            flip_y = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if self.vflip else torch.ones(n)
-            cos, sin = angle.cos(), angle.sin()
-            theta = torch.stack([torch.stack([cos * flip_x, -sin * flip_y, shift[:, 0]], 1),
-                                 torch.stack([sin * flip_x, cos * flip_y, shift[:, 1]], 1)], 1)
-            grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self.rotation or self.shift or self.hflip or self.vflip or self.crop_scale < 1:
+            x = F.grid_sample(x, self._grid(x), mode="bilinear", padding_mode="zeros",
+                              align_corners=False)
         if self.alpha or self.beta:
             alpha = 1 + (torch.rand(n, 1, 1, 1) * 2 - 1) * self.alpha
             beta = (torch.rand(n, 1, 1, 1) * 2 - 1) * self.beta
             x = x * alpha + beta
-        return normalise(x.clamp_(0, 1).mul_(255.0), self.mean, self.std)
+        x = x.clamp_(0, 1)
+        if self.gamma:
+            x = x.pow_(((torch.rand(n, 1, 1, 1) * 2 - 1) * self.gamma).exp())
+        if self.blur:
+            for i in torch.nonzero(torch.rand(n) < self.blur).flatten().tolist():
+                sigma = float(torch.empty(1).uniform_(0.1, 1.5))
+                x[i] = gaussian_blur(x[i], [5, 5], [sigma, sigma])
+        return normalise(x.mul_(255.0), self.mean, self.std)
+
+    def _grid(self, x: torch.Tensor) -> torch.Tensor:
+        """Sampling grid of one affine map per image: flip, crop zoom, rotation, shift."""
+        n = x.shape[0]
+        angle = (torch.rand(n) * 2 - 1) * self.rotation
+        shift = (torch.rand(n, 2) * 2 - 1) * (2 * self.shift)  # grid units span 2 per side
+        flip_x = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if self.hflip else torch.ones(n)
+        flip_y = torch.where(torch.rand(n) < 0.5, -1.0, 1.0) if self.vflip else torch.ones(n)
+        zoom = torch.ones(n, 2)
+        if self.crop_scale < 1:  # area in [crop_scale, 1], aspect in [3/4, 4/3], anywhere inside
+            area = torch.empty(n).uniform_(self.crop_scale, 1.0)
+            aspect = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3)).exp()
+            zoom = torch.stack([(area * aspect).sqrt(), (area / aspect).sqrt()], 1).clamp_(max=1.0)
+            shift = shift + (torch.rand(n, 2) * 2 - 1) * (1 - zoom)
+        cos, sin = angle.cos(), angle.sin()
+        sx, sy = zoom[:, 0] * flip_x, zoom[:, 1] * flip_y
+        theta = torch.stack([torch.stack([cos * sx, -sin * sy, shift[:, 0]], 1),
+                             torch.stack([sin * sx, cos * sy, shift[:, 1]], 1)], 1)
+        return F.affine_grid(theta.to(x), list(x.shape), align_corners=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ __all__ = [
     "dhash",
     "group_ids",
     "list_files",
+    "list_sources",
     "make_split",
     "sha256_of_files",
 ]
@@ -111,6 +113,30 @@ def list_files(data: Path, *, group_column: str | None = None,
         raise ValueError(f"classes {unknown} in {data} are not among {classes}")
     index = {c: i for i, c in enumerate(classes)}
     return Dataset(root, files, np.array([index[n] for n in names], dtype=np.int64), classes, groups)
+
+
+def list_sources(sources: Sequence[Path], *, group_column: str | None = None,
+                 max_per_class: int | None = None) -> Dataset:
+    """One dataset over several sources (folders or CSVs), classes the sorted union.
+
+    Files are relative to the sources' common parent (so each keeps its source folder in its
+    name, e.g. ``brain-tumor-mri-more/glioma/x.jpg``); one source is listed as it is.
+    """
+    parts = [list_files(s, group_column=group_column, max_per_class=max_per_class) for s in sources]
+    if len(parts) == 1:
+        return parts[0]
+    classes = sorted({c for part in parts for c in part.classes})
+    root = Path(os.path.commonpath([p.root.resolve() for p in parts]))
+    files: list[str] = []
+    labels: list[int] = []
+    groups: list[str] | None = [] if group_column else None
+    for part in parts:
+        prefix = part.root.resolve().relative_to(root)
+        files += [(prefix / f).as_posix() for f in part.files]
+        labels += [classes.index(part.classes[int(y)]) for y in part.labels]
+        if groups is not None:
+            groups += [f"{prefix}:{g}" if g else "" for g in (part.groups or [""] * len(part.files))]
+    return Dataset(root, files, np.array(labels, dtype=np.int64), classes, groups)
 
 
 def _read_csv(path: Path, group_column: str | None) -> tuple[Path, list[str], list[str], list[str] | None]:
@@ -209,11 +235,11 @@ def group_ids(dataset: Dataset, hashes: np.ndarray | None, rule: GroupRule) -> n
     if rule.group_pattern:
         pattern = re.compile(rule.group_pattern)
         keys.append([m[0] if (m := pattern.search(Path(f).name)) else f for f in dataset.files])
-    for key in keys:
-        first: dict[tuple[int, str], int] = {}
+    for key in keys:  # one patient / study / family is one group, whatever its labels
+        first: dict[str, int] = {}
         for i, value in enumerate(key):
             if value:
-                union(first.setdefault((int(dataset.labels[i]), value), i), i)
+                union(first.setdefault(value, i), i)
     return np.array([find(i) for i in range(n)])
 
 
@@ -285,6 +311,7 @@ def make_split(dataset: Dataset, hashes: np.ndarray | None, rule: GroupRule, *, 
                        "group_column": rule.group_column, "group_pattern": rule.group_pattern},
         "groups": len(sizes),
         "largest_group": max(sizes.values()),
+        "largest_group_counts": dataset.counts(np.flatnonzero(groups == max(sizes, key=sizes.get))),
         "images_in_multi_image_groups": sum(s for s in sizes.values() if s > 1),
         "counts": {name: dataset.counts(idx) for name, idx in
                    (("train", train), ("val", val), ("test", test))},

