@@ -34,13 +34,19 @@ def round_to_half(model: nn.Module) -> nn.Module:
 def export_model(model: nn.Module, folder: Path, *, modality: str, arch: str, classes: list[str],
                  input_size: int, mean: list[float], std: list[float], preprocessing: str,
                  temperature: float, data: dict[str, Any], split: dict[str, Any],
-                 recipe: dict[str, Any], metrics: dict[str, Any], default: bool) -> ModelCard:
-    """Save weights + card into ``folder`` and check that the registry loads them back."""
+                 recipe: dict[str, Any], metrics: dict[str, Any], default: bool,
+                 code_version: str) -> ModelCard:
+    """Save weights + card into ``folder`` and check that the registry loads them back.
+
+    ``code_version`` is the commit the training ran on (taken when it started, so that edits
+    made while a long run trains do not mark its card dirty).
+    """
     folder = Path(folder)
     card = save_model(model, folder, half=True, name=folder.name, modality=modality, arch=arch,
                       classes=classes, input_size=input_size, mean=mean, std=std,
                       preprocessing=preprocessing, temperature=temperature, data=data,
-                      split=split, recipe=recipe, metrics=metrics, default=default)
+                      split=split, recipe=recipe, metrics=metrics, default=default,
+                      code_version=code_version)
     size = (folder / card.weights_file).stat().st_size
     if size > MAX_WEIGHTS_BYTES:
         print(f"warning: {folder / card.weights_file} is {size / 2**20:.1f} MiB, above the "

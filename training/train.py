@@ -41,7 +41,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from imaging import MODALITIES, PREPROCESSING
-from models.card import CARD_FILE, ModelCard
+from models.card import CARD_FILE, ModelCard, code_version
 from models.device import select_device
 from models.registry import list_cards
 from models.zoo import (
@@ -517,15 +517,17 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                    "classes": dataset.classes}
     state: dict[str, Any] = {"epoch": 0, "best_loss": float("inf"), "best_epoch": -1,
                              "best_model": None, "bad_epochs": 0, "history": [],
-                             "command": _command(argv, run.world), "resumed": []}
+                             "command": _command(argv, run.world), "resumed": [],
+                             "code_version": code_version()}
     if args.resume and last_path.exists():
         saved = torch.load(last_path, map_location="cpu", weights_only=True)
         if saved["fingerprint"] != fingerprint:
             raise SystemExit(f"error: {last_path} was written by a run with another recipe, split "
                              "or class list; use another --checkpoint-dir or drop --resume")
         model.load_state_dict(saved["model"])
-        resumed = [*saved.get("resumed", []), _command(argv, run.world)]
-        state = {**saved, "command": saved.get("command", resumed[0]), "resumed": resumed}
+        resumed = [*saved.get("resumed", []), f"{_command(argv, run.world)} (code {code_version()})"]
+        state = {**saved, "command": saved.get("command", resumed[0]), "resumed": resumed,
+                 "code_version": saved.get("code_version", code_version())}
         log(f"resumed from {last_path} after epoch {state['epoch']}")
     writer = None
     if run.main:
@@ -650,7 +652,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                     "amp": args.amp, "channels_last": args.channels_last,
                     "torch": torch.__version__, "command": state["command"],
                     "resumed_with": state["resumed"]},
-            metrics=metrics, default=args.default)
+            metrics=metrics, default=args.default, code_version=state["code_version"])
         if args.default:
             _make_sole_default(out, args.modality)
         log(f"saved {out} ({card.name}): {evaluated_on} accuracy {report['accuracy']:.4f}, "
