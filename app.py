@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from models.card import ModelCard
+from models.card import ModelCard, headline
 from models.registry import registry_status
 from pages import page_header
 
@@ -22,15 +22,25 @@ st.subheader("Installed models")
 rows = []
 for modality, entry in registry_status().items():
     if isinstance(entry, ModelCard):
-        accuracy = entry.metrics.get("accuracy")
+        figures = headline(entry)
         rows.append({"modality": modality, "model": entry.name, "architecture": entry.arch,
                      "classes": ", ".join(entry.classes),
-                     "test accuracy": f"{accuracy:.1%}" if isinstance(accuracy, float) else "n/a",
+                     "test accuracy": "n/a" if figures.accuracy is None else f"{figures.accuracy:.1%}",
+                     "95% CI": figures.ci_text, "test n": str(figures.n or "n/a"),
+                     "external": figures.external_text,
+                     "linear probe": "n/a" if figures.probe_accuracy is None
+                     else f"{figures.probe_accuracy:.1%}",
                      "data": entry.data.get("name", "unknown"), "status": "ready"})
     else:
         rows.append({"modality": modality, "model": "-", "architecture": "-", "classes": "-",
-                     "test accuracy": "-", "data": "-", "status": entry.reason})
+                     "test accuracy": "-", "95% CI": "-", "test n": "-", "external": "-",
+                     "linear probe": "-", "data": "-", "status": entry.reason})
 st.dataframe(rows, hide_index=True, width="stretch")
+st.caption("Test accuracy is measured on held-out images from the same sources as training; the "
+           "95% CI (Wilson score interval) shows how far it could be off with that many images. "
+           "*External*: accuracy on images from another source, where measured. *Linear probe*: "
+           "a logistic regression on frozen ImageNet features of the same images, the floor a "
+           "fine-tuned model should clearly beat.")
 
 st.subheader("How to use it")
 st.markdown(

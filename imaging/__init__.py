@@ -11,6 +11,8 @@ nothing of models and imports no other project package. Choices made:
   its VOI LUT, or the frame's min..max; MONOCHROME1 is inverted afterwards so bone
   is white. Multi-frame files show the middle frame unless ``frame`` is given.
 - Sizes are checked before decoding; Pillow's own bomb guard (about 89 Mpx) also applies.
+- Degenerate images are refused: a side under 16 px (``too_small``) or sides more than
+  20 times apart (``bad_shape``).
 - Loads are serialised by a lock while library warnings and the pydicom and Pillow loggers are
   silenced, because their texts may quote header values.
 - Nothing is written to disk; ``meta`` carries no patient data.

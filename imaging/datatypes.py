@@ -9,7 +9,23 @@ import numpy as np
 
 from .errors import ImageInputError
 
-__all__ = ["Limits", "LoadedImage", "Window", "check_frame", "normalize_window"]
+__all__ = [
+    "MAX_ASPECT",
+    "MIN_SIDE",
+    "Limits",
+    "LoadedImage",
+    "Window",
+    "check_frame",
+    "check_shape",
+    "normalize_window",
+]
+
+# Below 16 px a side there is nothing left for a model (inputs are upscaled to >= 224 px)
+# nor for a heat map to point at.
+MIN_SIDE = 16
+# No scan or photograph is 20 times longer than wide; such a strip squashes to nothing when
+# resized to a square model input or displayed.
+MAX_ASPECT = 20
 
 
 @dataclass(frozen=True)
@@ -107,4 +123,21 @@ def check_frame(frame: int | None, frame_count: int | None = None) -> None:
             "bad_option",
             f"frame {frame} does not exist: the file has {frame_count} "
             f"frame{'s' if frame_count != 1 else ''} (0 to {frame_count - 1})",
+        )
+
+
+def check_shape(width: int, height: int) -> None:
+    """Raise ``bad_shape`` beyond ``MAX_ASPECT``:1, else ``too_small`` for a side under ``MIN_SIDE``."""
+    shorter, longer = sorted((width, height))
+    if longer > MAX_ASPECT * shorter:
+        raise ImageInputError(
+            "bad_shape",
+            f"the image is a thin strip ({width}x{height} pixels); its longer side may be at "
+            f"most {MAX_ASPECT} times its shorter side",
+        )
+    if shorter < MIN_SIDE:
+        raise ImageInputError(
+            "too_small",
+            f"the image is too small ({width}x{height} pixels); each side needs at least "
+            f"{MIN_SIDE} pixels",
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -42,10 +43,12 @@ from pydicom.valuerep import STANDARD_VR
 
 from .convert import finish_rgb, grey_to_rgb, scale_to_uint8
 from .datatypes import Limits, LoadedImage, Window, check_frame
-from .errors import ImageInputError
+from .errors import ImageInputError, log_swallowed
 from .modality import suggest_modality
 
 __all__ = ["decode_dicom"]
+
+_LOG = logging.getLogger(__name__)
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _FLOAT_BITS = {"FloatPixelData": 32, "DoubleFloatPixelData": 64}
@@ -125,9 +128,10 @@ def decode_dicom(
         return _decode_dataset(ds, frame=frame, window=window, limits=limits, raw=raw)
     except ImageInputError:
         raise
-    except Exception:  # noqa: BLE001 - malformed elements fail lazily, on first access
+    except Exception as exc:  # noqa: BLE001 - malformed elements fail lazily, on first access
         if raw:
             return None
+        log_swallowed(_LOG, exc)
         raise _damaged() from None
 
 
@@ -200,9 +204,10 @@ def _is_image_sop_class(ds: Dataset) -> bool:
 def _read(data: bytes, raw: bool) -> Dataset | None:
     try:
         return pydicom.dcmread(io.BytesIO(data), force=raw)
-    except Exception:  # noqa: BLE001 - pydicom raises many types for malformed input
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for malformed input
         if raw:
             return None
+        log_swallowed(_LOG, exc)
         raise _damaged() from None
 
 
@@ -278,7 +283,8 @@ def _decode_frame(ds: Dataset, syntax: UID, decoder: Decoder, index: int) -> tup
     """Decode only frame ``index``; YBR is converted to RGB by pydicom (``as_rgb``)."""
     try:
         pixels, info = decoder.as_array(ds, index=index, as_rgb=True)
-    except Exception:  # noqa: BLE001 - plugins raise arbitrary types on corrupt data
+    except Exception as exc:  # noqa: BLE001 - plugins raise arbitrary types on corrupt data
+        log_swallowed(_LOG, exc)
         package = _DECODER_PACKAGES.get(syntax)
         if package and _PLUGIN not in decoder.available_plugins:
             raise _missing_codec(syntax, package) from None

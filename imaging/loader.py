@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 from PIL import Image
 
-from .datatypes import Limits, LoadedImage, Window, check_frame, normalize_window
+from .datatypes import Limits, LoadedImage, Window, check_frame, check_shape, normalize_window
 from .dicom import decode_dicom
-from .errors import ImageInputError
+from .errors import ImageInputError, log_swallowed
 from .raster import decode_raster
 
 __all__ = ["load_image", "load_path"]
@@ -42,6 +42,7 @@ _RASTER_MAGIC: tuple[tuple[bytes, str], ...] = (
 )
 
 _DEFAULT_LIMITS = Limits()
+_LOG = logging.getLogger(__name__)
 
 # Library warnings and log records may quote header values (pydicom's warnings,
 # Pillow's DEBUG lines print TIFF tags and EXIF strings), so a load silences both.
@@ -66,7 +67,8 @@ def load_image(
     The format is detected from the content; ``name`` only prefixes error
     messages. ``frame`` selects a page/frame (default: first page, or the
     middle DICOM frame); ``window`` overrides the DICOM VOI window of grey
-    images. Every failure raises :class:`ImageInputError`; nothing is written.
+    images. Degenerate shapes are refused (see :func:`check_shape`). Every
+    failure raises :class:`ImageInputError`; nothing is written.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"load_image expects bytes, got {type(data).__name__}")
@@ -79,14 +81,18 @@ def load_image(
             raise ImageInputError("empty", "the file is empty")
         limits.check_bytes(len(data))
         with _quiet():
-            return _dispatch(data, frame=frame, window=window, limits=limits)
+            loaded = _dispatch(data, frame=frame, window=window, limits=limits)
+        height, width = loaded.rgb.shape[:2]
+        check_shape(width, height)
+        return loaded
     except ImageInputError as err:
         raise ImageInputError(err.kind, _named(name, err.message)) from None
     except MemoryError:
         raise ImageInputError(
             "too_large", _named(name, "not enough memory to decode the image")
         ) from None
-    except Exception:  # noqa: BLE001 - the contract: only ImageInputError escapes
+    except Exception as exc:  # noqa: BLE001 - the contract: only ImageInputError escapes
+        log_swallowed(_LOG, exc)
         raise ImageInputError(
             "not_an_image", _named(name, "the file could not be read as an image")
         ) from None

@@ -7,17 +7,23 @@ the UI renders it. Stored as ``card.json`` beside the weights in ``weights/<name
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from imaging import MODALITIES, PREPROCESSING
 
-__all__ = ["CARD_FILE", "CardError", "ModelCard", "code_version"]
+__all__ = ["CARD_FILE", "KINDS", "ROUTER_MODALITY", "CardError", "Headline", "ModelCard",
+           "code_version", "headline", "wilson_interval"]
 
 CARD_FILE = "card.json"
+# ``diagnosis``: classifies images of one modality; ``router``: tells the modality of an image.
+KINDS = ("diagnosis", "router")
+ROUTER_MODALITY = "any"  # the modality field of a router's card
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -31,7 +37,10 @@ class ModelCard:
 
     ``data``: dataset name, source, licence and image counts; ``split``: method, seed, ratios
     and sizes; ``recipe``: hyper-parameters and the exact command; ``metrics``: test-split
-    figures (and calibration); ``temperature``: softmax temperature fitted on validation.
+    figures (and calibration); ``temperature``: softmax temperature fitted on validation;
+    ``kind``: ``diagnosis`` or ``router`` (its classes are modalities, its modality ``any``);
+    ``trust``: the out-of-distribution guard and uncertainty thresholds (see
+    :mod:`models.trust`), with the file and sha256 of their statistics.
     """
 
     name: str
@@ -52,11 +61,21 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     temperature: float = 1.0
     default: bool = True
+    kind: str = "diagnosis"
+    trust: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = []
-        if self.modality not in MODALITIES:
+        if self.kind not in KINDS:
+            problems.append(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        elif self.kind == "router" and self.modality != ROUTER_MODALITY:
+            problems.append(f"a router's modality must be {ROUTER_MODALITY!r}")
+        elif self.kind == "diagnosis" and self.modality not in MODALITIES:
             problems.append(f"modality {self.modality!r} is not one of {', '.join(MODALITIES)}")
+        trust_file = self.trust.get("file")
+        if trust_file is not None and (Path(trust_file).name != trust_file
+                                       or not _SHA256.fullmatch(str(self.trust.get("sha256")))):
+            problems.append("trust.file must be a bare file name with its sha256")
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             problems.append("classes must be at least two distinct names")
         if self.preprocessing not in PREPROCESSING:
@@ -115,3 +134,71 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+dirty" if dirty.strip() else "")
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (95% for ``z = 1.96``)."""
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError("need n > 0 and 0 <= successes <= n")
+    p, q = successes / n, z * z / n
+    centre, half = (p + q / 2) / (1 + q), z / (1 + q) * math.sqrt(p * (1 - p) / n + q / (4 * n))
+    # the exact bounds at 0/n and n/n are 0 and 1; clipping guards the rest against rounding
+    return (0.0 if successes == 0 else max(0.0, centre - half),
+            1.0 if successes == n else min(1.0, centre + half))
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class Headline:
+    """What a clinician should read first: test accuracy with n and its 95% Wilson interval,
+    accuracy on external data and the linear-probe baseline (``None`` where the card has none)."""
+
+    accuracy: float | None
+    n: int | None
+    ci: tuple[float, float] | None
+    external_accuracy: float | None
+    external_n: int | None
+    probe_accuracy: float | None
+
+    @property
+    def ci_text(self) -> str:
+        """``92.3-96.9%``, or ``n/a``."""
+        return f"{self.ci[0] * 100:.1f}-{self.ci[1] * 100:.1f}%" if self.ci else "n/a"
+
+    @property
+    def external_text(self) -> str:
+        """``91.0% (n=200)``, or ``n/a``."""
+        if self.external_accuracy is None:
+            return "n/a"
+        return f"{self.external_accuracy:.1%}" + (f" (n={self.external_n})" if self.external_n else "")
+
+    @property
+    def sentence(self) -> str:
+        """One plain sentence of the figures the card has."""
+        if self.accuracy is None:
+            return "no test accuracy recorded"
+        detail = [f"95% CI {self.ci_text}"] if self.ci else []
+        detail += [f"n={self.n}"] if self.n else []
+        parts = [f"test accuracy {self.accuracy:.1%}" + (f" ({', '.join(detail)})" if detail else "")]
+        if self.external_accuracy is not None:
+            parts.append(f"external {self.external_text}")
+        if self.probe_accuracy is not None:
+            parts.append(f"linear-probe baseline {self.probe_accuracy:.1%}")
+        return "; ".join(parts)
+
+
+def headline(card: ModelCard | Mapping[str, Any]) -> Headline:
+    """The headline figures of a card (or of its raw JSON dict) from its ``metrics``:
+    top level (test split), ``external`` and ``probe`` (each with ``accuracy`` and ``n``)."""
+    metrics = card.metrics if isinstance(card, ModelCard) else card.get("metrics") or {}
+    external = metrics.get("external") if isinstance(metrics.get("external"), Mapping) else {}
+    probe = metrics.get("probe") if isinstance(metrics.get("probe"), Mapping) else {}
+    accuracy, n = _number(metrics.get("accuracy")), _number(metrics.get("n"))
+    count = int(n) if n and n > 0 else None
+    ci = wilson_interval(round(accuracy * count), count) if accuracy is not None and count else None
+    external_n = _number(external.get("n"))
+    return Headline(accuracy, count, ci, _number(external.get("accuracy")),
+                    int(external_n) if external_n else None, _number(probe.get("accuracy")))

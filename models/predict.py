@@ -20,10 +20,13 @@ import torch
 
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_path, preprocess
 from models.registry import LoadedModel, ModelUnavailable, load_for_modality
+from models.trust import capture_features, tta_views, uncertainty_of
 
 __all__ = [
     "Prediction",
+    "DEFAULT_ENTROPY_THRESHOLD",
     "choose_modality",
+    "feature_layer",
     "main",
     "model_view",
     "predict",
@@ -33,15 +36,41 @@ __all__ = [
 ]
 
 
+# Normalised entropy above which a model without a fitted threshold calls itself uncertain.
+DEFAULT_ENTROPY_THRESHOLD = 0.5
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """The top class, its calibrated probability, all class probabilities and the latency."""
+    """The top class, its calibrated probability, all class probabilities, the latency, and the
+    trust signals of :mod:`models.trust`: ``in_distribution`` and ``ood_score`` (``None`` when
+    the model has no guard), ``uncertain``, ``uncertainty`` (normalised entropy) and
+    ``tta_agreement`` (share of test-time views with the same label)."""
 
     label: str
     index: int
     confidence: float
     probabilities: dict[str, float]
     latency_ms: float
+    in_distribution: bool | None = None
+    ood_score: float | None = None
+    uncertain: bool = False
+    uncertainty: float = 0.0
+    tta_agreement: float = 1.0
+
+    @property
+    def warnings(self) -> list[str]:
+        """Sentences a clinician must read before the label; empty when nothing is off."""
+        found = []
+        if self.in_distribution is False:
+            found.append("This image is unlike the images the model was trained on "
+                         f"(distance {self.ood_score:.2f} above its threshold): the label is not "
+                         "reliable.")
+        if self.uncertain:
+            found.append(f"The model is uncertain (normalised entropy {self.uncertainty:.2f}, "
+                         f"{self.tta_agreement:.0%} of slightly altered views agree): the label "
+                         "is not reliable.")
+        return found
 
 
 def model_view(loaded: LoadedModel, rgb: np.ndarray) -> np.ndarray:
@@ -74,17 +103,32 @@ def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
     return torch.softmax(scaled, dim=1)
 
 
+def feature_layer(loaded: LoadedModel) -> str:
+    """The module whose input is the penultimate feature vector (the classifier head)."""
+    return loaded.arch.head or "fc"
+
+
 def predict(loaded: LoadedModel, rgb: np.ndarray) -> Prediction:
-    """Run the model on one RGB image (preprocessing included in the latency)."""
+    """Run the model on one RGB image and its test-time views in one batch (preprocessing
+    included in the latency); trust signals from the same pass."""
     start = time.perf_counter()
-    with torch.inference_mode():
-        probs = probabilities(loaded.model(to_input(loaded, rgb)), loaded.card.temperature)[0]
-    probs = probs.cpu()
+    with torch.inference_mode(), capture_features(loaded.model, feature_layer(loaded)) as features:
+        view_probs = probabilities(loaded.model(tta_views(to_input(loaded, rgb))),
+                                   loaded.card.temperature).cpu()
+    probs = view_probs[0]
     index = int(probs.argmax())
+    threshold = loaded.card.trust.get("uncertainty", {}).get("entropy_threshold",
+                                                             DEFAULT_ENTROPY_THRESHOLD)
+    doubt = uncertainty_of(view_probs, threshold)
+    ood_score = in_distribution = None
+    if loaded.guard is not None:
+        score = float(loaded.guard.score(features[0][:1].cpu())[0])
+        ood_score, in_distribution = score, score <= loaded.guard.threshold
     latency_ms = (time.perf_counter() - start) * 1000
     classes = loaded.card.classes
     return Prediction(classes[index], index, float(probs[index]),
-                      {c: float(p) for c, p in zip(classes, probs, strict=True)}, latency_ms)
+                      {c: float(p) for c, p in zip(classes, probs, strict=True)}, latency_ms,
+                      in_distribution, ood_score, doubt.uncertain, doubt.entropy, doubt.agreement)
 
 
 def choose_modality(image: LoadedImage, requested: str | None) -> str:

@@ -22,14 +22,17 @@ from torch import nn
 from imaging import MODALITIES
 from models.card import CARD_FILE, CardError, ModelCard, code_version
 from models.device import select_device
-from models.zoo import ArchSpec, build_model, get_arch
+from models.trust import FeatureGuard
+from models.zoo import ArchSpec, build_model, get_arch, list_archs
 
 __all__ = [
     "WEIGHTS_DIR_ENV",
     "LoadedModel",
     "ModelUnavailable",
+    "UnknownArchitecture",
     "default_weights_dir",
     "find_card",
+    "find_router",
     "list_cards",
     "load_for_modality",
     "load_model",
@@ -50,6 +53,15 @@ class ModelUnavailable(RuntimeError):
         self.reason = reason
 
 
+class UnknownArchitecture(CardError):
+    """A well-formed card naming an architecture this code does not register."""
+
+    def __init__(self, card: ModelCard) -> None:
+        super().__init__(f"model card {card.name!r}: architecture {card.arch!r} is unknown; "
+                         f"known: {', '.join(list_archs())}")
+        self.card = card
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A verified model in eval mode on ``device``, with its card and architecture."""
@@ -59,6 +71,7 @@ class LoadedModel:
     arch: ArchSpec
     device: torch.device
     folder: Path
+    guard: FeatureGuard | None = None
 
 
 def default_weights_dir() -> Path:
@@ -76,14 +89,20 @@ def find_card(modality: str, root: Path | None = None) -> tuple[Path, ModelCard]
     """The folder and card of the default model for ``modality``.
 
     Among valid cards for the modality, one marked ``default`` wins, then the first by folder
-    name. Unreadable cards are skipped here and listed by :func:`list_cards`.
+    name. Unreadable cards are skipped here and listed by :func:`list_cards`; when none is
+    left, the reason names this modality's cards with an unknown architecture.
     """
     if modality not in MODALITIES:
         raise ModelUnavailable(modality, f"unknown modality; choose one of {', '.join(MODALITIES)}")
     root = root or default_weights_dir()
-    candidates = [(not card.default, folder.name, folder, card)
-                  for folder, card in list_cards(root)
-                  if isinstance(card, ModelCard) and card.modality == modality]
+    entries = list_cards(root)
+    candidates = [(not card.default, folder.name, folder, card) for folder, card in entries
+                  if isinstance(card, ModelCard) and card.modality == modality
+                  and card.kind == "diagnosis"]
+    unknown = [str(error) for _, error in entries
+               if isinstance(error, UnknownArchitecture) and error.card.modality == modality]
+    if not candidates and unknown:
+        raise ModelUnavailable(modality, "; ".join(unknown))
     if not candidates:
         raise ModelUnavailable(modality, f"no model is installed in {root}; train one with "
                                          f"`python -m training.train --modality {modality} ...`")
@@ -92,11 +111,14 @@ def find_card(modality: str, root: Path | None = None) -> tuple[Path, ModelCard]
 
 
 def list_cards(root: Path | None = None) -> list[tuple[Path, ModelCard | CardError]]:
-    """Every model folder under ``root`` (sorted) with its card, or the error reading it."""
+    """Every model folder under ``root`` (sorted) with its card, or the error reading it.
+
+    A card naming an unknown architecture is an :class:`UnknownArchitecture` error entry.
+    """
     entries: list[tuple[Path, ModelCard | CardError]] = []
     for folder in sorted(p.parent for p in (root or default_weights_dir()).glob(f"*/{CARD_FILE}")):
         try:
-            entries.append((folder, ModelCard.read(folder)))
+            entries.append((folder, _read_card(folder)))
         except CardError as exc:
             entries.append((folder, exc))
     return entries
@@ -106,7 +128,9 @@ def load_model(folder: Path, device: torch.device | str | None = None) -> Loaded
     """Verify and load the model in ``folder``; raises :class:`ModelUnavailable` on any problem."""
     folder = Path(folder)
     try:
-        card = ModelCard.read(folder)
+        card = _read_card(folder)
+    except UnknownArchitecture as exc:
+        raise ModelUnavailable(exc.card.modality, str(exc)) from None
     except CardError as exc:
         raise ModelUnavailable(folder.name, str(exc)) from None
     weights_path = folder / card.weights_file
@@ -126,7 +150,35 @@ def load_model(folder: Path, device: torch.device | str | None = None) -> Loaded
     _check_fits(model, state, card)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     device = torch.device(device) if device is not None else select_device()
-    return LoadedModel(model.eval().to(device), card, arch, device, folder)
+    return LoadedModel(model.eval().to(device), card, arch, device, folder, _load_guard(folder, card))
+
+
+def _load_guard(folder: Path, card: ModelCard) -> FeatureGuard | None:
+    """The card's out-of-distribution guard, sha256-checked; ``None`` when the card has none."""
+    ood = card.trust.get("ood")
+    if not ood:
+        return None
+    path = folder / card.trust["file"]
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise ModelUnavailable(card.modality, f"trust statistics {path} are missing") from None
+    if sha256_bytes(data) != card.trust["sha256"]:
+        raise ModelUnavailable(card.modality, f"sha256 of {path.name} does not match its model "
+                                              "card: the file was changed or corrupted")
+    from safetensors.torch import load as load_safetensors
+
+    return FeatureGuard(load_safetensors(data)["reference"], int(ood["k"]), float(ood["threshold"]))
+
+
+def find_router(root: Path | None = None) -> Path:
+    """The folder of the default modality router (a card of kind ``router``)."""
+    root = root or default_weights_dir()
+    candidates = [(not card.default, folder.name, folder) for folder, card in list_cards(root)
+                  if isinstance(card, ModelCard) and card.kind == "router"]
+    if not candidates:
+        raise ModelUnavailable("routing", f"no modality router is installed in {root}")
+    return min(candidates)[2]
 
 
 def load_for_modality(
@@ -167,6 +219,14 @@ def registry_status(root: Path | None = None) -> dict[str, ModelCard | ModelUnav
         except ModelUnavailable as exc:
             status[modality] = exc
     return status
+
+
+def _read_card(folder: Path) -> ModelCard:
+    """The card in ``folder``, also checked against the registered architectures."""
+    card = ModelCard.read(folder)
+    if card.arch not in list_archs():
+        raise UnknownArchitecture(card)
+    return card
 
 
 def _deserialise(data: bytes, path: Path, modality: str) -> dict[str, torch.Tensor]:

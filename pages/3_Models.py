@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from models.card import ModelCard
+from models.card import ModelCard, headline
 from models.registry import list_cards
 from pages import page_header
 
@@ -19,10 +19,12 @@ for folder, card in entries:
         st.error(f"{folder.name}: {card}")
         continue
     test = card.metrics  # test-split figures at the top level; "val", "calibration" nested
-    accuracy = test.get("accuracy")
-    title = f"{card.modality}: {card.name}" + (f" - {accuracy:.1%} test accuracy"
-                                               if isinstance(accuracy, float) else "")
-    with st.expander(title, expanded=card.default):
+    sentence = headline(card).sentence
+    with st.expander(f"{card.modality}: {card.name} - {sentence}", expanded=card.default):
+        st.markdown(f"**{sentence[0].upper()}{sentence[1:]}.**")
+        st.caption("95% CI: Wilson score interval over the n held-out test images (same sources "
+                   "as training). External: images from another source. Linear-probe baseline: "
+                   "logistic regression on frozen ImageNet features, the floor to beat.")
         left, right = st.columns(2)
         left.markdown(f"**Architecture** {card.arch}, input {card.input_size} px, "
                       f"preprocessing `{card.preprocessing}`  \n**Classes** "

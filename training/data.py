@@ -119,10 +119,14 @@ def list_sources(sources: Sequence[Path], *, group_column: str | None = None,
                  max_per_class: int | None = None) -> Dataset:
     """One dataset over several sources (folders or CSVs), classes the sorted union.
 
-    Files are relative to the sources' common parent (so each keeps its source folder in its
-    name, e.g. ``brain-tumor-mri-more/glioma/x.jpg``); one source is listed as it is.
+    A source ``DIR=LABEL`` gives every image under ``DIR`` (recursively) the class ``LABEL``
+    (e.g. a modality router's ``kvasir-seg/images=endoscopy``). Files are relative to the
+    sources' common parent (so each keeps its source folder in its name, e.g.
+    ``brain-tumor-mri-more/glioma/x.jpg``); one source is listed as it is.
     """
-    parts = [list_files(s, group_column=group_column, max_per_class=max_per_class) for s in sources]
+    parts = [_list_labelled(Path(s)) if _fixed_label(Path(s)) else
+             list_files(s, group_column=group_column, max_per_class=max_per_class)
+             for s in sources]
     if len(parts) == 1:
         return parts[0]
     classes = sorted({c for part in parts for c in part.classes})
@@ -137,6 +141,31 @@ def list_sources(sources: Sequence[Path], *, group_column: str | None = None,
         if groups is not None:
             groups += [f"{prefix}:{g}" if g else "" for g in (part.groups or [""] * len(part.files))]
     return Dataset(root, files, np.array(labels, dtype=np.int64), classes, groups)
+
+
+def _fixed_label(source: Path) -> str | None:
+    """``LABEL`` of a ``DIR=LABEL`` source whose ``DIR`` exists, else ``None``."""
+    folder, equals, label = str(source).rpartition("=")
+    return label if equals and label and Path(folder).is_dir() else None
+
+
+def _list_labelled(source: Path) -> Dataset:
+    """Every image under ``DIR`` of ``DIR=LABEL``, all of class ``LABEL`` (suffix-less files only
+    when they are DICOM)."""
+    folder, _, label = str(source).rpartition("=")
+    root = Path(folder)
+    files = [p.relative_to(root).as_posix() for p in sorted(root.rglob("*"))
+             if p.is_file() and not p.name.startswith(".") and _is_image_file(p)]
+    if not files:
+        raise ValueError(f"no images found in {root}")
+    return Dataset(root, files, np.zeros(len(files), dtype=np.int64), [label])
+
+
+def _is_image_file(path: Path) -> bool:
+    if path.suffix:
+        return path.suffix.lower() in IMAGE_SUFFIXES
+    with path.open("rb") as handle:
+        return handle.read(132)[128:] == b"DICM"
 
 
 def _read_csv(path: Path, group_column: str | None) -> tuple[Path, list[str], list[str], list[str] | None]:

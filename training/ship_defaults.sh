@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Train the four shipped default models (one per modality) from the staged data, one after
-# another, into weights/<modality>-lite0/. Every card records the exact command, seed and split,
+# Train the shipped models from the staged data, one after another: the modality router into
+# weights/router-lite0/ and the four default models (one per modality) into
+# weights/<modality>-lite0/. Every card records the exact command, seed and split,
 # so re-running this script on the same commit reproduces the models. Resumable: pass --resume
 # after a stop (a finished model is then re-exported from its checkpoint).
 #
@@ -22,7 +23,7 @@ cd "$(dirname "$0")/.."
 DATA=${MEDXAI_DATA:-../shared/data}
 CKPT=${CHECKPOINTS:-../checkpoints}
 PY=${PYTHON:-python}
-ONLY=${ONLY:-mri-lite0 xray-lite0 endoscopy-lite0 histology-lite0}
+ONLY=${ONLY:-router-lite0 mri-lite0 xray-lite0 endoscopy-lite0 histology-lite0}
 COMMON=(--arch tf_efficientnet_lite0 --pretrained imagenet --input-size 224 --seed 0
         --warmup-epochs 3 --train-from "" --optimizer adamw --lr 4e-4 --weight-decay 0.01
         --schedule cosine --lr-warmup-epochs 1 --label-smoothing 0.05 --crop-scale 0.6
@@ -40,6 +41,18 @@ train() {
 
 for name in ${ONLY}; do
     case ${name} in
+    router-lite0)  # frozen ImageNet features + a linear head: every staged set, by modality
+        "${PY}" -m training.train --router --out weights/router-lite0 \
+            --checkpoint-dir "${CKPT}/router-lite0" --arch tf_efficientnet_lite0 \
+            --pretrained imagenet --input-size 224 --seed 0 --regime feature --epochs 30 \
+            --lr 1e-3 --patience 5 --default --force --data \
+            "${DATA}/brain-tumor-mri=mri" "${DATA}/brain-tumor-mri-more=mri" \
+            "${DATA}/chest-xray-pneumonia=xray" "${DATA}/chest-xray-pneumonia-more=xray" \
+            "${DATA}/wce-bleeding=endoscopy" "${DATA}/wce-bleeding-more=endoscopy" \
+            "${DATA}/kvasir-seg/images=endoscopy" "${DATA}/hyperkvasir-lower-gi=endoscopy" \
+            "${DATA}/lc25000-lung=histology" \
+            --data-name "All staged sets, labelled by modality" \
+            --data-licence "per source: see each model's card" "$@" ;;
     mri-lite0)
         train mri-lite0 --modality mri --recipe brain-mri-2024 --epochs 14 "${GREY[@]}" --hflip \
             --data "${DATA}/brain-tumor-mri" "${DATA}/brain-tumor-mri-more" \

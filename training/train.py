@@ -41,7 +41,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from imaging import MODALITIES, PREPROCESSING
-from models.card import CARD_FILE, ModelCard, code_version
+from models.card import CARD_FILE, ROUTER_MODALITY, ModelCard, code_version
 from models.device import select_device
 from models.registry import list_cards
 from models.zoo import (
@@ -60,6 +60,7 @@ from training.data import Dataset, GroupRule, decode_images, dhash, list_sources
 from training.export import export_model, round_to_half
 from training.metrics import classification_report
 from training.recipes import CHOICES, RECIPES, Recipe, get_recipe
+from training.trust import fit_trust
 
 __all__ = [
     "Distributed",
@@ -199,7 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, nargs="+", action="extend", required=True,
                         help="class folders or CSVs; several sources make one grouped split "
                              "over their union")
-    parser.add_argument("--modality", choices=MODALITIES, required=True, help="what the model reads")
+    task = parser.add_mutually_exclusive_group(required=True)
+    task.add_argument("--modality", choices=MODALITIES, help="what the model reads")
+    task.add_argument("--router", action="store_true",
+                      help="train a modality router: its classes are modalities (give sources "
+                           "as DIR=MODALITY)")
     parser.add_argument("--recipe", default="default", choices=sorted(RECIPES),
                         help="preset of hyper-parameters (see training/recipes.py)")
     parser.add_argument("--out", type=Path, help="registry folder (default weights/<modality>-<arch>)")
@@ -413,6 +418,8 @@ def _make_sole_default(out: Path, modality: str) -> None:
 
 
 def _train(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.router:
+        args.modality = ROUTER_MODALITY
     recipe = resolve_recipe(args)
     run = Distributed(args.device)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", run.world))
@@ -424,7 +431,7 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     spec = get_arch(recipe.arch)
     size = recipe.input_size or spec.input_size
     mean, std = _normalisation(recipe, spec.mean, spec.std)
-    out = args.out or Path("weights") / f"{args.modality}-{recipe.arch}"
+    out = args.out or Path("weights") / f"{'router' if args.router else args.modality}-{recipe.arch}"
     ckpt_dir = args.checkpoint_dir or Path("checkpoints") / out.name
     pretrained = args.pretrained or ("none" if recipe.regime == "scratch" else "imagenet")
     if recipe.regime == "scratch" and pretrained != "none":
@@ -434,6 +441,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
     t0 = time.perf_counter()
     _check_out(out, args.force, args.resume)
     dataset = list_sources(args.data, group_column=args.group_column, max_per_class=args.max_per_class)
+    if args.router and not set(dataset.classes) <= set(MODALITIES):
+        raise ValueError(f"a router's classes must be modalities ({', '.join(MODALITIES)}); "
+                         f"got {dataset.classes}")
     images = decode_images(dataset.paths, recipe.preprocessing, size, threads=torch.get_num_threads())
     max_hamming = args.max_hamming if args.max_hamming is not None else (
         TIGHT_HAMMING if args.group_column or args.group_pattern else GroupRule.max_hamming)
@@ -652,9 +662,17 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
                     "amp": args.amp, "channels_last": args.channels_last,
                     "torch": torch.__version__, "command": state["command"],
                     "resumed_with": state["resumed"]},
-            metrics=metrics, default=args.default, code_version=state["code_version"])
+            metrics=metrics, default=args.default, code_version=state["code_version"],
+            kind="router" if args.router else "diagnosis")
         if args.default:
             _make_sole_default(out, args.modality)
+        card = fit_trust(out, images, dataset.labels, split)
+        measured = card.trust["test"]
+        log(f"trust: out-of-distribution threshold {card.trust['ood']['threshold']:.3f}, "
+            f"uncertain above entropy {card.trust['uncertainty']['entropy_threshold']:.3f}; "
+            f"on {evaluated_on}: {measured['uncertain_fraction']:.1%} uncertain (accuracy "
+            f"{measured['accuracy_uncertain']} vs {measured['accuracy_certain']} certain), "
+            f"{measured['ood_flagged_fraction']:.1%} flagged out of distribution")
         log(f"saved {out} ({card.name}): {evaluated_on} accuracy {report['accuracy']:.4f}, "
             f"macro F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}, T {temperature:.3f} "
             f"(val ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f})")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import cv2
 import numpy as np
 
-from models.card import ModelCard
+from models.card import ModelCard, headline
 from xai.engine import Explanation
 
 __all__ = ["DISCLAIMER", "ReportContent", "build_report_content", "png_bytes", "report_html",
@@ -85,6 +85,7 @@ def build_report_content(
             ("Training data", str(card.data.get("name", "unknown"))),
             ("Data licence", str(card.data.get("licence", "unknown"))),
             ("Test accuracy", f"{test_accuracy:.2%}" if isinstance(test_accuracy, float) else "n/a"),
+            ("Headline figures", headline(card).sentence),
             ("Weights sha256", card.sha256), ("Code version", card.code_version),
         ],
         image_png=png_bytes(explanation.image),

@@ -113,6 +113,8 @@ def test_error_type_contract() -> None:
         "no_pixels",
         "missing_codec",
         "bad_option",
+        "too_small",
+        "bad_shape",
     }
     with pytest.raises(ValueError):
         ImageInputError("oops", "unknown kind")
@@ -120,7 +122,7 @@ def test_error_type_contract() -> None:
 
 def test_handmade_png_builder_is_valid() -> None:
     """Guards the bad-input tests: the same builder with sane sizes gives a real PNG."""
-    row = b"\x00" + bytes([16, 32, 64, 128])  # filter byte, then 4 grey pixels
-    loaded = load_image(png_with_header(4, 2, row * 2))
-    assert loaded.rgb.shape == (2, 4, 3)
-    assert loaded.rgb[1, :, 0].tolist() == [16, 32, 64, 128]
+    row = b"\x00" + bytes([16, 32, 64, 128] * 4)  # filter byte, then 16 grey pixels
+    loaded = load_image(png_with_header(16, 16, row * 16))
+    assert loaded.rgb.shape == (16, 16, 3)
+    assert loaded.rgb[1, :4, 0].tolist() == [16, 32, 64, 128]

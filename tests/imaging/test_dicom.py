@@ -156,7 +156,7 @@ def test_monochrome2_is_not_inverted() -> None:
 
 MULTI_FRAME = [
     pytest.param("shared", "emri_small.dcm", id="emri_small"),
-    pytest.param("bundled", "rtdose.dcm", id="rtdose"),
+    pytest.param("bundled", "examples_ybr_color.dcm", id="examples_ybr_color"),
 ]
 
 
@@ -214,7 +214,6 @@ BUNDLED_IMAGES = [
     "examples_palette.dcm",
     "liver_1frame.dcm",
     "image_dfl.dcm",
-    "rtdose.dcm",
 ]
 BUNDLED_NEGATIVE = {
     "MR_truncated.dcm": "truncated",
@@ -223,6 +222,7 @@ BUNDLED_NEGATIVE = {
     "ExplVR_LitEndNoMeta.dcm": "no_pixels",
     "dicomdirtests/DICOMDIR": "no_pixels",
     "zipMR.gz": "unsupported",
+    "rtdose.dcm": "too_small",  # a 10 x 10 dose grid, not an image to classify
 }
 
 

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from streamlit.testing.v1 import AppTest
 
 from models.card import CardError, ModelCard
 from models.registry import (
+    WEIGHTS_DIR_ENV,
     ModelUnavailable,
     find_card,
     list_cards,
@@ -17,6 +19,8 @@ from models.registry import (
     sha256_bytes,
 )
 from tests.conftest import copy_entry, register_tiny_model, rewrite_card
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_round_trip_loads_the_same_weights(tmp_path: Path) -> None:
@@ -152,3 +156,41 @@ def test_list_cards_reports_unreadable_cards(tiny_registry: Path, tmp_path: Path
     assert isinstance(entries[tmp_path / "tiny-mri-resnet18"], ModelCard)
     assert isinstance(entries[tmp_path / "broken"], CardError)
     assert find_card("mri", tmp_path)[0].name == "tiny-mri-resnet18"
+
+
+def test_unknown_arch_disables_only_its_modality(tiny_registry: Path, tmp_path: Path) -> None:
+    for name in ("tiny-mri-resnet18", "tiny-xray-resnet18"):
+        copy_entry(tiny_registry, tmp_path, name)
+    folder = tmp_path / "tiny-mri-resnet18"
+    rewrite_card(folder, arch="no_such_net")
+    error = dict(list_cards(tmp_path))[folder]
+    assert isinstance(error, CardError)
+    assert "'no_such_net' is unknown" in str(error) and "resnet18" in str(error)
+    status = registry_status(tmp_path)
+    assert isinstance(status["mri"], ModelUnavailable) and "no_such_net" in status["mri"].reason
+    assert isinstance(status["xray"], ModelCard)
+    with pytest.raises(ModelUnavailable, match="no_such_net") as err:
+        load_model(folder)
+    assert err.value.modality == "mri"
+    with pytest.raises(ModelUnavailable, match="no_such_net"):
+        load_for_modality("mri", tmp_path)
+
+
+def test_unknown_arch_falls_back_to_a_valid_model(tiny_registry: Path, tmp_path: Path) -> None:
+    register_tiny_model(tmp_path, "mri", name="a-mri", default=False)
+    register_tiny_model(tmp_path, "mri", name="b-mri", default=True)
+    rewrite_card(tmp_path / "b-mri", arch="no_such_net")
+    assert find_card("mri", tmp_path)[1].name == "a-mri"
+
+
+def test_home_page_shows_unknown_arch_as_not_ready(tiny_registry: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("tiny-mri-resnet18", "tiny-xray-resnet18"):
+        copy_entry(tiny_registry, tmp_path, name)
+    rewrite_card(tmp_path / "tiny-mri-resnet18", arch="no_such_net")
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    status = dict(zip(table["modality"], table["status"], strict=True))
+    assert "no_such_net" in status["mri"] and status["xray"] == "ready"

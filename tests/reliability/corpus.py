@@ -145,6 +145,13 @@ CASES: tuple[Case, ...] = (
     Case("png above max_pixels", lambda: png_with_header(8000, 8000), "big.png", "too_large"),
     Case("png zero height", lambda: png_with_header(10, 0), "flat.png", "not_an_image"),
     Case("png zero width", lambda: png_with_header(0, 10), "thin.png", "not_an_image"),
+    Case("1x1 png", lambda: encode(noise_image(1), "PNG"), "pixel.png", "too_small"),
+    Case(
+        "1x4000 strip png",
+        lambda: encode(Image.new("L", (4000, 1), 128), "PNG"),
+        "strip.png",
+        "bad_shape",
+    ),
     Case("16-bit png", _sixteen_bit, "deep.png", OK),
     Case("1-bit png", lambda: encode(noise_image().convert("1"), "PNG"), "bilevel.png", OK),
     Case("animated gif", _animated_gif, "animated.gif", OK),

@@ -1,0 +1,154 @@
+"""Linear-probe baseline: every shipped model against a probe on frozen ImageNet features.
+
+    python bench/probe_baseline.py [--modalities histology,mri] [--weights-dir DIR]
+                                   [--write-cards] [--threads 2] [--json]
+                                   [--out bench/results/probe_baseline.json]
+
+For each default model (``models.registry.registry_status``) the card's data is listed again
+(``data.sources``, else ``data.source``; relative paths are relative to the repository root),
+decoded once with the card's preprocessing and input size, and split into the card's exact test
+files (``split.test_files``, checked against ``split.test_sha256``) and all other images. The
+probe (:func:`training.probe.linear_probe`) trains on the others and is scored on the test
+files. Rule: the model beats the probe by >= 3 points of balanced accuracy or, where the probe
+already scores >= 0.97, is no worse. ``--write-cards`` stores the probe report in the card as
+``metrics["probe"]`` (weights untouched). Prints a table, writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import environment, write_results  # noqa: E402
+from imaging import MODALITIES  # noqa: E402
+from models.card import ModelCard  # noqa: E402
+from models.registry import find_card, registry_status  # noqa: E402
+from training.data import decode_images, list_sources, sha256_of_files  # noqa: E402
+from training.probe import linear_probe  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "probe_baseline.json"
+MARGIN = 0.03  # balanced-accuracy points the model must gain over the probe
+SATURATED = 0.97  # probe balanced accuracy from which "no worse" suffices
+
+
+def beats_probe(model: float, probe: float) -> bool:
+    """The rule: ``model >= probe + MARGIN``, or ``model >= probe`` once the probe is saturated."""
+    return model >= probe + MARGIN - 1e-9 or (probe >= SATURATED and model >= probe)
+
+
+def card_data(card: ModelCard) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """The card's image paths, labels in the card's class order, and the test-file mask."""
+    entries = card.data.get("sources") or [{"source": card.data["source"]}]
+    dataset = list_sources([ROOT / entry["source"] for entry in entries],
+                           max_per_class=card.data.get("max_per_class"))
+    index = {name: i for i, name in enumerate(card.classes)}
+    unknown = sorted(set(dataset.classes) - set(index))
+    if unknown:
+        raise ValueError(f"classes {unknown} of the data are not in the card")
+    labels = np.array([index[dataset.classes[y]] for y in dataset.labels], dtype=np.int64)
+    test_files = card.split.get("test_files") or []
+    is_test = np.isin(np.array(dataset.files), test_files)
+    if int(is_test.sum()) != len(test_files) or not test_files:
+        raise ValueError(f"{len(test_files) - int(is_test.sum())} of the card's "
+                         f"{len(test_files)} test files are not in its data")
+    if card.split.get("test_sha256") not in (None, sha256_of_files(test_files)):
+        raise ValueError("the card's test files do not match its test_sha256")
+    return dataset.paths, labels, is_test
+
+
+def probe_card(card: ModelCard, threads: int, batch_size: int) -> dict[str, Any]:
+    """Decode the card's data once and return the probe report on the card's test split."""
+    start = time.perf_counter()
+    paths, labels, is_test = card_data(card)
+    images = decode_images(paths, card.preprocessing, card.input_size, threads)
+    decoded = time.perf_counter()
+    report = linear_probe(images[~is_test], labels[~is_test], images[is_test], labels[is_test],
+                          card.classes, batch_size=batch_size)
+    report["test_sha256"] = sha256_of_files(card.split["test_files"])
+    report["input_size"] = card.input_size
+    report["seconds"] = {"decode": round(decoded - start, 1),
+                         "probe": round(time.perf_counter() - decoded, 1)}
+    return report
+
+
+def write_card(modality: str, card: ModelCard, probe: dict[str, Any], root: Path | None) -> str:
+    """Store ``probe`` as ``metrics["probe"]`` unless the card changed while probing."""
+    folder, current = find_card(modality, root)
+    if (current.sha256, current.split.get("test_sha256")) != (card.sha256,
+                                                               card.split.get("test_sha256")):
+        return f"not written: {folder.name} changed while probing (retrained?)"
+    replace(current, metrics={**current.metrics, "probe": probe}).write(folder)
+    return f"written to {folder.name}/card.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Probe each chosen model, print the table, write the JSON; 1 if nothing was measured."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--modalities", default=",".join(MODALITIES),
+                        help=f"comma-separated subset of {','.join(MODALITIES)}")
+    parser.add_argument("--weights-dir", type=Path, help="registry (default: weights/)")
+    parser.add_argument("--write-cards", action="store_true",
+                        help='store the probe report in each card as metrics["probe"]')
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    chosen = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - set(MODALITIES))
+    if unknown:
+        parser.error(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
+    torch.set_num_threads(args.threads)
+
+    status = registry_status(args.weights_dir)
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    for modality in chosen:
+        card = status[modality]
+        if not isinstance(card, ModelCard):
+            skipped[modality] = card.reason
+            continue
+        try:
+            probe = probe_card(card, args.threads, args.batch_size)
+        except (OSError, ValueError, KeyError) as exc:
+            skipped[modality] = f"{card.name}: {exc}"
+            continue
+        model_bacc = float(card.metrics["balanced_accuracy"])
+        row = {"modality": modality, "model": card.name, "n": card.metrics.get("n"),
+               "model_accuracy": card.metrics.get("accuracy"), "model_balanced_accuracy": model_bacc,
+               "probe_accuracy": probe["accuracy"], "probe_balanced_accuracy": probe["balanced_accuracy"],
+               "difference": model_bacc - probe["balanced_accuracy"],
+               "passes": beats_probe(model_bacc, probe["balanced_accuracy"]), "probe": probe}
+        if args.write_cards:
+            row["card"] = write_card(modality, card, probe, args.weights_dir)
+        rows.append(row)
+
+    lines = [f"{'modality':<10} {'model':<18} {'test n':>6} {'model bacc':>10} {'probe bacc':>10} "
+             f"{'diff':>8} {'probe C':>8}  rule"]
+    for r in rows:
+        lines.append(f"{r['modality']:<10} {r['model']:<18} {r['n']!s:>6} "
+                     f"{r['model_balanced_accuracy']:>10.3f} {r['probe_balanced_accuracy']:>10.3f} "
+                     f"{r['difference'] * 100:>+6.1f}pt {r['probe']['C']:>8.3g}  "
+                     f"{'pass' if r['passes'] else 'FAIL'}" + (f"  ({r['card']})" if "card" in r else ""))
+    lines += [f"{m:<10} skipped: {why}" for m, why in skipped.items()]
+    lines.append(f"rule: model >= probe + {MARGIN * 100:.0f} points of balanced accuracy, or "
+                 f"model >= probe where the probe scores >= {SATURATED}")
+    summary = {"environment": environment(), "modalities": chosen,
+               "rule": {"margin": MARGIN, "saturated": SATURATED}, "models": rows,
+               "skipped": skipped}
+    write_results(summary, args.out, "\n".join(lines), args.json)
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

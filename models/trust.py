@@ -1,0 +1,118 @@
+"""Trust signals beside the softmax: is the image like the training data, and is the model sure?
+
+- **Out-of-distribution guard** (:class:`FeatureGuard`): deep k-nearest-neighbour distance
+  (Sun et al., "Out-of-distribution detection with deep nearest neighbors", ICML 2022) of the
+  image's penultimate features (the classifier's input, L2-normalised) to a stored sample of
+  training features. An image whose distance exceeds the threshold fitted on validation data
+  (the 95th percentile of in-distribution validation distances) is flagged.
+- **Uncertainty** (:func:`uncertainty_of`): normalised predictive entropy of the calibrated
+  probabilities (0: one class certain, 1: uniform) plus disagreement of the label under a few
+  mild test-time views (centre crop, brighter, darker). "Uncertain" when the entropy is above
+  the threshold fitted on validation data or any view changes the label.
+
+The statistics are stored beside the weights (``trust.safetensors``, sha256 in the card) and
+refitted by the export step of every training run (:mod:`training.trust`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "TRUST_FILE",
+    "FeatureGuard",
+    "Uncertainty",
+    "capture_features",
+    "normalised_entropy",
+    "tta_views",
+    "uncertainty_of",
+]
+
+TRUST_FILE = "trust.safetensors"
+
+
+class FeatureGuard:
+    """k-NN distance of L2-normalised features to a reference set, and its threshold."""
+
+    def __init__(self, reference: torch.Tensor, k: int, threshold: float = math.inf) -> None:
+        if reference.ndim != 2 or len(reference) < k or k < 1:
+            raise ValueError("the reference needs shape (N, D) with N >= k >= 1")
+        self.reference = F.normalize(reference.float(), dim=1)
+        self.k = k
+        self.threshold = threshold
+
+    @classmethod
+    def fit(cls, train: torch.Tensor, val: torch.Tensor, *, k: int = 5, max_reference: int = 1024,
+            quantile: float = 0.95, seed: int = 0) -> FeatureGuard:
+        """Keep up to ``max_reference`` training features (seeded sample); threshold = the
+        ``quantile`` of the validation images' scores."""
+        if len(train) > max_reference:
+            keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+            train = train[keep[:max_reference].sort().values]
+        guard = cls(train, min(k, len(train)))
+        guard.threshold = float(torch.quantile(guard.score(val), quantile))
+        return guard
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        """Distance of each feature row to its k-th nearest reference row (higher: stranger)."""
+        similarity = F.normalize(features.float(), dim=1) @ self.reference.T
+        kth = similarity.topk(self.k, dim=1).values[:, -1]
+        return (2 - 2 * kth).clamp_min(0).sqrt()
+
+    def in_distribution(self, features: torch.Tensor) -> torch.Tensor:
+        """True where the score is within the threshold."""
+        return self.score(features) <= self.threshold
+
+
+@contextmanager
+def capture_features(model: nn.Module, head: str) -> Iterator[list[torch.Tensor]]:
+    """Collect the flattened input of module ``head`` on every forward; the hook is always removed."""
+    captured: list[torch.Tensor] = []
+    hook = model.get_submodule(head).register_forward_pre_hook(
+        lambda _m, args: captured.append(args[0].flatten(1)))
+    try:
+        yield captured
+    finally:
+        hook.remove()
+
+
+def tta_views(x: torch.Tensor) -> torch.Tensor:
+    """``(1, 3, S, S)`` normalised input -> ``(4, 3, S, S)``: itself, a 90 % centre crop
+    resized back, and versions shifted by +-0.1 of the input's range (brighter, darker)."""
+    size = x.shape[-1]
+    margin = round(size * 0.05)
+    crop = F.interpolate(x[..., margin:size - margin, margin:size - margin], size=(size, size),
+                         mode="bilinear", align_corners=False)
+    step = 0.1 * float(x.amax() - x.amin())
+    return torch.cat([x, crop, x + step, x - step])
+
+
+def normalised_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Entropy of each probability row divided by log(C): 0 certain, 1 uniform."""
+    entropy = -(probs * probs.clamp_min(1e-12).log()).sum(1)
+    return entropy / math.log(probs.shape[1])
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """Normalised entropy of the calibrated probabilities, label agreement of the test-time
+    views (share of views with the original's label) and the verdict."""
+
+    entropy: float
+    agreement: float
+    uncertain: bool
+
+
+def uncertainty_of(view_probs: torch.Tensor, entropy_threshold: float) -> Uncertainty:
+    """Uncertainty from the calibrated probabilities of the views (row 0: the image itself)."""
+    entropy = float(normalised_entropy(view_probs[:1])[0])
+    labels = view_probs.argmax(1)
+    agreement = float((labels == labels[0]).float().mean())
+    return Uncertainty(entropy, agreement, entropy > entropy_threshold or agreement < 1.0)

@@ -1,0 +1,174 @@
+"""Fit a registered model's trust signals (:mod:`models.trust`) and measure them.
+
+``python -m training.trust --model weights/NAME [--data DIR ...]`` rebuilds the model's split
+from its card (sources, seed, ratios, grouping; the test split's sha256 is checked), fits the
+out-of-distribution guard on the training features with its threshold at the 95th percentile of
+the validation scores, sets the uncertainty threshold at the 90th percentile of the validation
+entropies, writes ``trust.safetensors`` and the card's ``trust`` record, and reports on the test
+split how many images each signal flags and the accuracy of flagged vs unflagged images.
+Every training run calls :func:`fit_trust` at export, so the statistics follow each retraining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.card import ModelCard
+from models.predict import feature_layer, probabilities
+from models.registry import LoadedModel, ModelUnavailable, load_model, sha256_bytes
+from models.trust import (
+    TRUST_FILE,
+    FeatureGuard,
+    capture_features,
+    normalised_entropy,
+    tta_views,
+)
+from training.augment import normalise
+from training.data import Dataset, GroupRule, Split, decode_images, dhash, list_sources, make_split
+
+__all__ = ["ENTROPY_QUANTILE", "OOD_QUANTILE", "fit_trust", "main", "model_signals",
+           "rebuild_split", "trust_report"]
+
+OOD_QUANTILE = 0.95  # share of in-distribution validation images the guard lets through
+ENTROPY_QUANTILE = 0.90  # share of validation images below the "uncertain" entropy threshold
+
+
+@torch.inference_mode()
+def model_signals(loaded: LoadedModel, images: torch.Tensor, *, views: bool = False,
+                  batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features ``(N, D)`` and calibrated probabilities of ``(N, 3, S, S)`` uint8
+    model views; with ``views`` the probabilities of the test-time views, ``(N, 4, C)``."""
+    card = loaded.card
+    features, probs = [], []
+    with capture_features(loaded.model, feature_layer(loaded)) as captured:
+        for i in range(0, len(images), batch_size):
+            x = normalise(images[i:i + batch_size], card.mean, card.std).to(loaded.device)
+            if views:
+                x = torch.cat([tta_views(one[None]) for one in x])
+            captured.clear()
+            p = probabilities(loaded.model(x), card.temperature).cpu()
+            f = captured[0].float().cpu()
+            features.append(f[::4] if views else f)
+            probs.append(p.view(-1, 4, p.shape[1]) if views else p)
+    return torch.cat(features), torch.cat(probs)
+
+
+def _accuracy(correct: np.ndarray) -> float | None:
+    return float(correct.mean()) if len(correct) else None
+
+
+def trust_report(loaded: LoadedModel, images: torch.Tensor, labels: np.ndarray) -> dict[str, Any]:
+    """On labelled images: share flagged by each signal and accuracy of flagged vs unflagged."""
+    features, view_probs = model_signals(loaded, images, views=True)
+    probs = view_probs[:, 0]
+    correct = (probs.argmax(1).numpy() == labels)
+    threshold = loaded.card.trust.get("uncertainty", {}).get("entropy_threshold", 0.5)
+    entropy = normalised_entropy(probs).numpy()
+    disagree = (view_probs.argmax(2) != view_probs[:, :1].argmax(2)).any(1).numpy()
+    uncertain = (entropy > threshold) | disagree
+    report: dict[str, Any] = {
+        "n": len(labels),
+        "uncertain_fraction": float(uncertain.mean()),
+        "accuracy_uncertain": _accuracy(correct[uncertain]),
+        "accuracy_certain": _accuracy(correct[~uncertain]),
+        "entropy_flagged_fraction": float((entropy > threshold).mean()),
+        "tta_disagreement_fraction": float(disagree.mean()),
+    }
+    if loaded.guard is not None:
+        outside = ~loaded.guard.in_distribution(features).numpy()
+        report.update(ood_flagged_fraction=float(outside.mean()),
+                      accuracy_ood_flagged=_accuracy(correct[outside]),
+                      accuracy_in_distribution=_accuracy(correct[~outside]))
+    return report
+
+
+def fit_trust(folder: Path, images: torch.Tensor, labels: np.ndarray, split: Split) -> ModelCard:
+    """Fit and store the trust signals of the model in ``folder`` from its own split."""
+    loaded = load_model(folder, device="cpu")
+    train_features, _ = model_signals(loaded, images[split.train])
+    val_features, val_probs = model_signals(loaded, images[split.val])
+    guard = FeatureGuard.fit(train_features, val_features, quantile=OOD_QUANTILE)
+    entropy_threshold = float(np.quantile(normalised_entropy(val_probs).numpy(), ENTROPY_QUANTILE))
+    from safetensors.torch import save
+
+    data = save({"reference": guard.reference.half().contiguous()})
+    (folder / TRUST_FILE).write_bytes(data)
+    trust = {
+        "file": TRUST_FILE, "sha256": sha256_bytes(data),
+        "ood": {"method": "k-NN distance of L2-normalised penultimate features (Sun et al., "
+                          "ICML 2022)", "k": guard.k, "threshold": guard.threshold,
+                "reference_images": len(guard.reference), "layer": feature_layer(loaded),
+                "threshold_rule": f"{OOD_QUANTILE:.0%} quantile of validation scores"},
+        "uncertainty": {"entropy_threshold": entropy_threshold,
+                        "threshold_rule": f"{ENTROPY_QUANTILE:.0%} quantile of validation "
+                                          "normalised entropies; also uncertain when a "
+                                          "test-time view (90% crop, +-0.1 brightness) changes "
+                                          "the label"},
+    }
+    card = replace(loaded.card, trust=trust)
+    card.write(folder)
+    measured = trust_report(load_model(folder, device="cpu"), images[split.test if len(split.test)
+                                                                     else split.val],
+                            labels[split.test if len(split.test) else split.val])
+    card = replace(card, trust={**trust, "test": measured})
+    card.write(folder)
+    return card
+
+
+def rebuild_split(card: ModelCard, sources: list[Path] | None = None
+                  ) -> tuple[Dataset, torch.Tensor, Split]:
+    """The card's dataset, decoded model views and split, exactly as training made them."""
+    sources = sources or [Path(s["source"]) for s in card.data.get("sources", [])] \
+        or [Path(card.data["source"])]
+    rule_record = card.split.get("group_rule", {})
+    dataset = list_sources(sources, group_column=rule_record.get("group_column"),
+                           max_per_class=card.data.get("max_per_class"))
+    if dataset.classes != card.classes:
+        raise ValueError(f"the data's classes {dataset.classes} are not the card's {card.classes}")
+    images = decode_images(dataset.paths, card.preprocessing, card.input_size,
+                           threads=torch.get_num_threads())
+    rule = GroupRule(**rule_record)
+    hashes = dhash(images, rule.hash_bits) if rule.max_hamming >= 0 else None
+    split = make_split(dataset, hashes, rule, seed=card.split["seed"],
+                       ratios=card.split.get("ratios") or (8, 1, 1),
+                       folds=card.split.get("folds") or 0, fold=card.split.get("fold") or 0)
+    if split.record["test_sha256"] != card.split.get("test_sha256"):
+        raise ValueError("the rebuilt test split differs from the card's: pass the same --data "
+                         "sources, in the same order, as the training run")
+    return dataset, images, split
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: refit the trust signals of one registered model; exit 2 with one line on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m training.trust", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="model folder (weights/NAME)")
+    parser.add_argument("--data", type=Path, nargs="+",
+                        help="the training sources, in order (default: those on the card)")
+    parser.add_argument("--json", action="store_true", help="print the test report as JSON")
+    args = parser.parse_args(argv)
+    try:
+        card = ModelCard.read(args.model)
+        dataset, images, split = rebuild_split(card, args.data)
+        card = fit_trust(args.model, images, dataset.labels, split)
+    except (ModelUnavailable, FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = card.trust["test"]
+    print(json.dumps(report) if args.json else
+          f"{card.name}: ood threshold {card.trust['ood']['threshold']:.3f}, entropy threshold "
+          f"{card.trust['uncertainty']['entropy_threshold']:.3f}; on the test split: "
+          + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                      for k, v in report.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
