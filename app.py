@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from models.card import ModelCard, headline
-from models.registry import registry_status
+from models.registry import ModelUnavailable, find_router, registry_status
 from pages import page_header
 
 page_header("MedXAI: explainable medical image classification", prominent=True)
@@ -41,11 +41,21 @@ st.caption("Test accuracy is measured on held-out images from the same sources a
            "*External*: accuracy on images from another source, where measured. *Linear probe*: "
            "a logistic regression on frozen ImageNet features of the same images, the floor a "
            "fine-tuned model should clearly beat.")
+try:
+    router = ModelCard.read(find_router())
+    st.markdown(f"**Modality router** `{router.name}` (classes {', '.join(router.classes)}; "
+                f"{headline(router).sentence}): every upload is routed to its model "
+                "automatically, and an image unlike all four modalities gets a warning instead of "
+                "a label.")
+except ModelUnavailable as exc:
+    st.warning(f"{exc}: choose the modality of each upload yourself.")
 
 st.subheader("How to use it")
 st.markdown(
-    "1. **Predict**: upload an image, check the modality (DICOM files fill it in), press "
-    "*Predict*. You get the label, its confidence, all class probabilities and heat maps "
+    "1. **Predict**: upload an image; the modality is detected (a DICOM Modality tag wins; "
+    "override it if you must), press *Predict*. Warnings come first: an image unlike the "
+    "training data or an uncertain model marks the label as not reliable. You get the label, "
+    "its confidence, all class probabilities and heat maps "
     "(default Grad-CAM, HiResCAM, HayCAM+). Change colour map and opacity freely: the maps are "
     "kept, not recomputed. Download the overlays or an HTML/PDF report.\n"
     "2. **Compare methods**: every method on one image, timed; upload a ground-truth mask to "

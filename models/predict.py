@@ -1,8 +1,9 @@
 """Prediction: the model's view of an image, class probabilities, and the ``models.predict`` CLI.
 
 ``python -m models.predict PATH [--modality M] [--json]`` loads the image, picks the model for
-the modality (the flag, else the DICOM Modality tag, else an error asking for it) and prints
-the label, confidence and all class probabilities. Bad input: exit code 2 and one line
+the modality (the flag, else the DICOM Modality tag, else the modality router; see
+:mod:`models.route`) and prints warnings first, then the label, confidence and all class
+probabilities. Bad input, or an image of no known modality: exit code 2 and one line
 ``error: <message>`` on stderr.
 """
 
@@ -18,14 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_path, preprocess
-from models.registry import LoadedModel, ModelUnavailable, load_for_modality
+from imaging import MODALITIES, ImageInputError, Window, load_path, preprocess
+from models.registry import LoadedModel, ModelUnavailable
 from models.trust import capture_features, tta_views, uncertainty_of
 
 __all__ = [
     "Prediction",
     "DEFAULT_ENTROPY_THRESHOLD",
-    "choose_modality",
     "feature_layer",
     "main",
     "model_view",
@@ -108,12 +108,13 @@ def feature_layer(loaded: LoadedModel) -> str:
     return loaded.arch.head or "fc"
 
 
-def predict(loaded: LoadedModel, rgb: np.ndarray) -> Prediction:
-    """Run the model on one RGB image and its test-time views in one batch (preprocessing
-    included in the latency); trust signals from the same pass."""
+def predict(loaded: LoadedModel, rgb: np.ndarray, *, views: bool = True) -> Prediction:
+    """Run the model on one RGB image and (``views``) its test-time views in one batch
+    (preprocessing included in the latency); trust signals from the same pass."""
     start = time.perf_counter()
     with torch.inference_mode(), capture_features(loaded.model, feature_layer(loaded)) as features:
-        view_probs = probabilities(loaded.model(tta_views(to_input(loaded, rgb))),
+        x = to_input(loaded, rgb)
+        view_probs = probabilities(loaded.model(tta_views(x) if views else x),
                                    loaded.card.temperature).cpu()
     probs = view_probs[0]
     index = int(probs.argmax())
@@ -131,16 +132,6 @@ def predict(loaded: LoadedModel, rgb: np.ndarray) -> Prediction:
                       in_distribution, ood_score, doubt.uncertain, doubt.entropy, doubt.agreement)
 
 
-def choose_modality(image: LoadedImage, requested: str | None) -> str:
-    """The requested modality, else the one the DICOM header suggests, else a clear error."""
-    if requested:
-        return requested
-    if image.suggested_modality:
-        return image.suggested_modality
-    raise ValueError(f"cannot tell the modality of this image; pass --modality "
-                     f"({', '.join(MODALITIES)})")
-
-
 def _parse_window(text: str) -> Window:
     try:
         center, width = (float(v) for v in text.split(","))
@@ -152,7 +143,8 @@ def _parse_window(text: str) -> Window:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m models.predict", description=__doc__.split("\n")[0])
     parser.add_argument("path", type=Path, help="PNG, JPEG, BMP, TIFF or DICOM file")
-    parser.add_argument("--modality", choices=MODALITIES, help="default: from the DICOM tag")
+    parser.add_argument("--modality", choices=MODALITIES,
+                        help="insist on a modality (default: the DICOM tag, else the router)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--frame", type=int, help="DICOM/TIFF frame (default: middle frame)")
     parser.add_argument("--window", type=_parse_window, help="DICOM window CENTER,WIDTH")
@@ -162,20 +154,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (0 ok, 2 bad input or no model)."""
+    from models.route import route_and_load  # the router predicts through this module
+
     args = _parser().parse_args(argv)
     try:
         image = load_path(args.path, frame=args.frame, window=args.window)
-        modality = choose_modality(image, args.modality)
-        loaded = load_for_modality(modality, args.weights_dir)
+        routing, loaded = route_and_load(image, args.modality, args.weights_dir)
         result = predict(loaded, image.rgb)
     except (ImageInputError, ModelUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    warnings = routing.warnings + result.warnings
     if args.json:
-        print(json.dumps({"modality": modality, "model": loaded.card.name, **asdict(result)}))
+        print(json.dumps({"modality": routing.modality, "model": loaded.card.name, **asdict(result),
+                          "modality_source": routing.source,
+                          "modality_confidence": routing.confidence, "warnings": warnings}))
         return 0
-    print(f"{result.label}  {result.confidence:.1%}  ({loaded.card.name}, {modality}, "
-          f"{result.latency_ms:.0f} ms)")
+    for warning in warnings:
+        print(f"WARNING: {warning}")
+    print(f"{result.label}  {result.confidence:.1%}  ({loaded.card.name}, {routing.modality} "
+          f"from {routing.source}, {result.latency_ms:.0f} ms)"
+          + ("  [not reliable]" if warnings else ""))
     for name, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<24} {p:7.2%}")
     print("Research tool, not a diagnosis.")

@@ -31,6 +31,7 @@ __all__ = [
     "Uncertainty",
     "capture_features",
     "normalised_entropy",
+    "reference_sample",
     "tta_views",
     "uncertainty_of",
 ]
@@ -53,9 +54,7 @@ class FeatureGuard:
             quantile: float = 0.95, seed: int = 0) -> FeatureGuard:
         """Keep up to ``max_reference`` training features (seeded sample); threshold = the
         ``quantile`` of the validation images' scores."""
-        if len(train) > max_reference:
-            keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-            train = train[keep[:max_reference].sort().values]
+        train = train[reference_sample(len(train), max_reference, seed)]
         guard = cls(train, min(k, len(train)))
         guard.threshold = float(torch.quantile(guard.score(val), quantile))
         return guard
@@ -69,6 +68,13 @@ class FeatureGuard:
     def in_distribution(self, features: torch.Tensor) -> torch.Tensor:
         """True where the score is within the threshold."""
         return self.score(features) <= self.threshold
+
+
+def reference_sample(n: int, size: int = 1024, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of a seeded sample of ``size`` of ``n`` items (all when ``n <= size``)."""
+    if n <= size:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size].sort().values
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from models.predict import predict
 from pages import image_and_model, page_header, target_choice
 from xai import available_methods, explain_loaded, method_label
 from xai.overlay import COLORMAPS, grid, overlay
@@ -14,7 +15,7 @@ DEFAULT_METHODS = ["gradcam", "hirescam", "haycam_plus"]
 
 page_header("Predict")
 
-image, digest, loaded = image_and_model("predict", "Upload an image to start.")
+image, digest, loaded, routing = image_and_model("predict", "Upload an image to start.")
 
 with st.sidebar:
     st.header("Heat maps")
@@ -33,7 +34,7 @@ left, right = st.columns([1, 2])
 left.image(image.rgb, caption=f"Uploaded ({image.meta.get('width')} x {image.meta.get('height')})")
 if st.button("Predict", type="primary", disabled=not requested):
     with st.spinner("Predicting and computing heat maps..."):
-        st.session_state["predict"] = (key, explain_loaded(
+        st.session_state["predict"] = (key, predict(loaded, image.rgb), explain_loaded(
             loaded, image.rgb, methods=requested, target=target))
 if not requested:
     st.warning("Choose at least one heat-map method.")
@@ -42,16 +43,20 @@ stored = st.session_state.get("predict")
 if stored is None or stored[0] != key:
     right.info("Press **Predict** to run the model on this image.")
     st.stop()
-explanation = stored[1]
+prediction, explanation = stored[1], stored[2]
+warnings = routing.warnings + prediction.warnings
 
 with right:
-    st.metric("Prediction", explanation.label, f"{explanation.confidence:.1%} confidence",
-              delta_color="off", delta_arrow="off", border=True)
-    order = explanation.probabilities.argsort()
+    for warning in prediction.warnings:  # routing warnings are shown above, by the upload
+        st.warning(warning, icon=":material/report:")
+    st.metric("Prediction" + (" (not reliable)" if warnings else ""), prediction.label,
+              f"{prediction.confidence:.1%} confidence", delta_color="off", delta_arrow="off",
+              border=True)
+    ranked = sorted(prediction.probabilities.items(), key=lambda kv: kv[1])
     figure = go.Figure(go.Bar(
-        x=explanation.probabilities[order], y=[loaded.card.classes[i] for i in order],
-        orientation="h", text=[f"{p:.1%}" for p in explanation.probabilities[order]]))
-    figure.update_layout(height=80 + 40 * len(order), margin=dict(l=0, r=0, t=10, b=0),
+        x=[p for _, p in ranked], y=[c for c, _ in ranked], orientation="h",
+        text=[f"{p:.1%}" for _, p in ranked]))
+    figure.update_layout(height=80 + 40 * len(ranked), margin=dict(l=0, r=0, t=10, b=0),
                          xaxis=dict(range=[0, 1], title="probability"))
     st.plotly_chart(figure, width="stretch")
 left.image(explanation.image, caption=f"What the model sees ({loaded.card.preprocessing}, "
@@ -69,7 +74,8 @@ for i, (name, picture) in enumerate(overlays.items()):
 st.caption(f"Shared forward + gradient pass: {explanation.pass_ms:.0f} ms. Maps are kept: "
            "changing colour map or opacity does not recompute them.")
 
-content = build_report_content(explanation, loaded.card, overlays, image.meta)
+content = build_report_content(explanation, loaded.card, overlays, image.meta, warnings=warnings,
+                               modality_source=routing.source)
 c1, c2, c3 = st.columns(3)
 c1.download_button("Overlays (PNG)", png_bytes(grid(explanation.image, explanation.maps, cmap=cmap,
                                                      alpha=alpha, contour=outline)),

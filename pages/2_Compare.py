@@ -14,7 +14,7 @@ from xai.overlay import grid
 
 page_header("Compare methods")
 
-image, digest, loaded = image_and_model("compare", "Upload an image to compare every heat-map method on it.")
+image, digest, loaded, _ = image_and_model("compare", "Upload an image to compare every heat-map method on it.")
 
 c1, c2 = st.columns(2)
 target = target_choice(loaded, c1)

@@ -12,8 +12,8 @@ import streamlit as st
 from starlette.formparsers import MultiPartParser
 
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_image
-from models.card import ModelCard
-from models.registry import LoadedModel, ModelUnavailable, load_for_modality, registry_status
+from models.registry import LoadedModel, ModelUnavailable, load_for_modality
+from models.route import Routing, describe, load_router, route
 
 PREDICTED = "predicted class"
 DISCLAIMER = ("Research and decision-support tool, **not a diagnosis**: a qualified clinician "
@@ -101,30 +101,54 @@ def _dicom_controls(image: LoadedImage, key: str) -> tuple[int | None, Window | 
     return frame, Window(center, width)
 
 
-def modality_choice(image: LoadedImage, key: str) -> str:
-    """Modality select box: the DICOM Modality tag's suggestion, else the first installed."""
-    suggested = image.suggested_modality
-    if suggested in MODALITIES:
-        index = MODALITIES.index(suggested)
-    else:  # the first modality that has a model installed
-        status = registry_status()
-        index = next((i for i, m in enumerate(MODALITIES) if isinstance(status[m], ModelCard)), 0)
-    help_text = "Pre-filled from the DICOM Modality tag." if suggested else None
-    return st.selectbox("Modality", MODALITIES, index=index, key=f"{key}-modality-{suggested}",
-                        help=help_text)
+AUTOMATIC = "automatic"
 
 
-def image_and_model(key: str, prompt: str) -> tuple[LoadedImage, str, LoadedModel]:
-    """Upload, modality and its model; stops the page with ``prompt`` or the error if missing."""
+@st.cache_resource(show_spinner="Loading the modality router...")
+def cached_router() -> LoadedModel | None:
+    """The installed modality router (``None`` without one), loaded once per process."""
+    return load_router()
+
+
+def modality_routing(image: LoadedImage, key: str) -> Routing:
+    """Modality box (automatic by default: the DICOM tag, else the router) and what it decided,
+    shown with any routing warning."""
+    choice = st.selectbox(
+        "Modality", [AUTOMATIC, *MODALITIES], key=f"{key}-modality",
+        format_func=lambda m: "automatic" if m == AUTOMATIC else describe(m),
+        help="Automatic: the DICOM Modality tag when present, else the modality router. "
+             "Choose one to insist.")
+    routing = route(image, cached_router(), None if choice == AUTOMATIC else choice)
+    reading = routing.router
+    if routing.modality is not None:
+        origin = {"dicom": "from the DICOM header", "router": "detected",
+                  "user": "your choice"}[routing.source]
+        detected = (f"; the router reads {describe(reading.label)} ({reading.confidence:.0%})"
+                    if reading is not None and routing.source != "router" else "")
+        confidence = f" ({routing.confidence:.0%})" if routing.source == "router" else ""
+        st.markdown(f"**Modality: {describe(routing.modality)}**{confidence}, {origin}{detected}")
+    for warning in routing.warnings:
+        st.warning(warning, icon=":material/warning:")
+    if routing.modality is None and reading is None:
+        st.warning("No modality router is installed and the file has no DICOM Modality tag: "
+                   "choose the modality.")
+    return routing
+
+
+def image_and_model(key: str, prompt: str) -> tuple[LoadedImage, str, LoadedModel, Routing]:
+    """Upload, routing and the model; stops the page with ``prompt``, a warning or the error."""
     upload = image_upload(key)
     if upload is None:
         st.info(prompt)
         st.stop()
     image, digest = upload
-    loaded = model_or_error(modality_choice(image, key))
+    routing = modality_routing(image, key)
+    if routing.modality is None:
+        st.stop()
+    loaded = model_or_error(routing.modality)
     if loaded is None:
         st.stop()
-    return image, digest, loaded
+    return image, digest, loaded, routing
 
 
 def target_choice(loaded: LoadedModel, container=st) -> str | None:

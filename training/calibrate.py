@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from models.predict import probabilities
 from training.metrics import expected_calibration_error
 
-__all__ = ["calibration_record", "fit_temperature"]
+__all__ = ["SUSPICIOUS_TEMPERATURE", "calibration_record", "fit_temperature"]
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
@@ -32,10 +32,23 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
     return float(np.clip(log_t.exp().item(), 0.05, 20.0))
 
 
-def calibration_record(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Fit T on these (validation) logits; ECE and NLL before and after."""
-    temperature = fit_temperature(logits, labels)
-    record: dict[str, float] = {"temperature": temperature}
+# A fitted temperature below this sharpens an already confident model: a sign of a validation
+# split too easy to calibrate on (near-duplicates of training images, or too few errors).
+SUSPICIOUS_TEMPERATURE = 0.5
+
+
+def calibration_record(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | str]:
+    """Fit T on these (validation) logits; ECE and NLL before and after, and a ``note`` when the
+    fit is degenerate (no validation errors: T stays 1, since the NLL then falls without bound
+    as T -> 0) or suspicious (T < 0.5)."""
+    errors = int((logits.argmax(1) != labels).sum())
+    temperature = fit_temperature(logits, labels) if errors else 1.0
+    record: dict[str, float | str] = {"temperature": temperature, "validation_errors": errors}
+    if not errors:
+        record["note"] = "validation has no errors: temperature not fitted, kept at 1"
+    elif temperature < SUSPICIOUS_TEMPERATURE:
+        record["note"] = (f"warning: fitted temperature {temperature:.2f} < "
+                          f"{SUSPICIOUS_TEMPERATURE}: the validation split may be too easy")
     for tag, t in (("before", 1.0), ("after", temperature)):
         probs = probabilities(logits, t)
         record[f"ece_{tag}"] = expected_calibration_error(probs.numpy(), labels.numpy())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from imaging import MODALITIES, ImageInputError
+from models.card import wilson_interval
 from models.predict import probabilities
 from models.registry import (
     LoadedModel,
@@ -33,8 +35,9 @@ from models.registry import (
     load_model,
 )
 from training.augment import normalise
-from training.data import Dataset, decode_images, list_files, sha256_of_files
+from training.data import Dataset, decode_images, list_sources, sha256_of_files
 from training.metrics import classification_report
+from training.trust import trust_report
 
 __all__ = ["evaluate", "main", "match_classes", "model_probabilities", "write_plots"]
 
@@ -76,17 +79,24 @@ def model_probabilities(loaded: LoadedModel, images: torch.Tensor, batch_size: i
     return torch.cat(out).numpy()
 
 
-def evaluate(loaded: LoadedModel, data: Path, *, split: str = "all") -> dict[str, Any]:
-    """Metrics of ``loaded`` on ``data`` (``split``: ``all`` or the card's ``test``), with
-    ``model``, ``data`` and ``split`` added."""
-    dataset = match_classes(list_files(data), loaded.card.classes)
+def evaluate(loaded: LoadedModel, data: Path | Sequence[Path], *, split: str = "all"
+             ) -> dict[str, Any]:
+    """Metrics of ``loaded`` on ``data`` (one source or several, listed as training lists them;
+    ``split``: ``all`` or the card's ``test``), with ``model``, ``data``, ``split``, the 95 %
+    Wilson interval of the accuracy and the trust signals' report
+    (:func:`training.trust.trust_report`) added."""
+    sources = [Path(data)] if isinstance(data, str | Path) else [Path(d) for d in data]
+    dataset = match_classes(list_sources(sources), loaded.card.classes)
     if split == "test":
         dataset = select_test_split(dataset, loaded.card.split)
     images = decode_images(dataset.paths, loaded.card.preprocessing, loaded.card.input_size,
                            threads=torch.get_num_threads())
     probs = model_probabilities(loaded, images)
     report = classification_report(dataset.labels, probs, loaded.card.classes)
-    report.update(model=loaded.card.name, data=str(data), split=split)
+    correct = int(round(report["accuracy"] * report["n"]))
+    report.update(model=loaded.card.name, data=" ".join(map(str, sources)), split=split,
+                  accuracy_ci95=list(wilson_interval(correct, report["n"])),
+                  trust=trust_report(loaded, images, dataset.labels))
     return report
 
 
@@ -102,6 +112,7 @@ def write_plots(report: dict[str, Any], folder: Path, bins: int = 15) -> list[Pa
     cm = np.array(report["confusion_matrix"])
     roc = {c: (curve["fpr"], curve["tpr"]) for c, curve in report["roc"].items()}
     centres, accuracy = report["reliability"]["centre"], report["reliability"]["accuracy"]
+    counts = report["reliability"]["count"]
 
     figures = {
         "confusion_matrix": go.Figure(go.Heatmap(z=cm, x=classes, y=classes, text=cm,
@@ -109,7 +120,8 @@ def write_plots(report: dict[str, Any], folder: Path, bins: int = 15) -> list[Pa
         "roc": go.Figure([go.Scatter(x=fpr, y=tpr, name=f"{c} (AUC {report['per_class'][c]['auc']:.3f})")
                           for c, (fpr, tpr) in roc.items()]
                          + [go.Scatter(x=[0, 1], y=[0, 1], name="chance", line={"dash": "dot"})]),
-        "reliability": go.Figure([go.Bar(x=centres, y=accuracy, width=1 / bins, name="accuracy"),
+        "reliability": go.Figure([go.Bar(x=centres, y=accuracy, width=1 / bins, name="accuracy",
+                                         text=[f"n={c}" for c in counts], textposition="outside"),
                                   go.Scatter(x=[0, 1], y=[0, 1], name="perfect calibration")]),
     }
     titles = {"confusion_matrix": ("predicted", "true", "Confusion matrix"),
@@ -139,7 +151,8 @@ def write_plots(report: dict[str, Any], folder: Path, bins: int = 15) -> list[Pa
             axis.plot([0, 1], [0, 1], ":", color="grey")
             axis.legend(fontsize=8)
         else:
-            axis.bar(centres, accuracy, width=1 / bins, edgecolor="black", alpha=0.7)
+            bars = axis.bar(centres, accuracy, width=1 / bins, edgecolor="black", alpha=0.7)
+            axis.bar_label(bars, labels=[f"n={c}" for c in counts], fontsize=6)
             axis.plot([0, 1], [0, 1], ":", color="grey")
             axis.set_xlim(0, 1)
             axis.set_ylim(0, 1)
@@ -153,7 +166,9 @@ def write_plots(report: dict[str, Any], folder: Path, bins: int = 15) -> list[Pa
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    print(f"{report['model']} on {report['data']} ({report['split']}, n={report['n']})")
+    low, high = report["accuracy_ci95"]
+    print(f"{report['model']} on {report['data']} ({report['split']}, n={report['n']}); "
+          f"accuracy 95% CI {low:.3f}-{high:.3f}")
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "gmean", "iba",
                 "auc_macro", "ece"):
         value = report[key]
@@ -166,12 +181,22 @@ def _print_table(report: dict[str, Any]) -> None:
     print("  confusion matrix (rows true, columns predicted):")
     for name, row in zip(report["classes"], report["confusion_matrix"], strict=True):
         print(f"    {name:<20} {row}")
+    trust = report["trust"]
+    print(f"  uncertain: {trust['uncertain_fraction']:.1%} of images, accuracy "
+          f"{_share(trust['accuracy_uncertain'])} vs {_share(trust['accuracy_certain'])} certain")
+    if "ood_flagged_fraction" in trust:
+        print(f"  out of distribution: {trust['ood_flagged_fraction']:.1%} of images flagged")
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; 0 on success, 2 on bad input or no model."""
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="class folders or a CSV")
+    parser.add_argument("--data", type=Path, nargs="+", required=True,
+                        help="class folders or CSVs (several: as given to training)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="registry folder name, or a model folder path")
     which.add_argument("--modality", choices=MODALITIES, help="the modality's default model")
@@ -198,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         report["plots"] = [str(p) for p in write_plots(report, args.plots)]
     if args.json:
         print(json.dumps(report))
-    else:
-        _print_table(report)
+        return 0
+    _print_table(report)
+    if args.plots:
+        print(f"plots written to {args.plots}/: " + ", ".join(Path(p).name for p in report["plots"]))
     return 0
 
 

@@ -628,7 +628,9 @@ def _train(args: argparse.Namespace, argv: list[str]) -> int:
         model.load_state_dict(state["best_model"])
     round_to_half(model)
     calibration = calibration_record(logits_of(split.val, served=True), labels[split.val])
-    temperature = calibration["temperature"]
+    temperature = float(calibration["temperature"])
+    if "note" in calibration:
+        log(f"calibration: {calibration['note']}")
     evaluated_on = "test" if len(split.test) else "val (the test split is empty)"
     final_index = split.test if len(split.test) else split.val
     from models.predict import probabilities

@@ -29,6 +29,7 @@ from models.trust import (
     FeatureGuard,
     capture_features,
     normalised_entropy,
+    reference_sample,
     tta_views,
 )
 from training.augment import normalise
@@ -93,7 +94,8 @@ def trust_report(loaded: LoadedModel, images: torch.Tensor, labels: np.ndarray) 
 def fit_trust(folder: Path, images: torch.Tensor, labels: np.ndarray, split: Split) -> ModelCard:
     """Fit and store the trust signals of the model in ``folder`` from its own split."""
     loaded = load_model(folder, device="cpu")
-    train_features, _ = model_signals(loaded, images[split.train])
+    train = split.train[reference_sample(len(split.train)).numpy()]  # the guard keeps no more
+    train_features, _ = model_signals(loaded, images[train])
     val_features, val_probs = model_signals(loaded, images[split.val])
     guard = FeatureGuard.fit(train_features, val_features, quantile=OOD_QUANTILE)
     entropy_threshold = float(np.quantile(normalised_entropy(val_probs).numpy(), ENTROPY_QUANTILE))

@@ -68,16 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (0 ok, 2 bad input or no model)."""
     args = _parser().parse_args(argv)
     from imaging import ImageInputError, load_path
-    from models.predict import choose_modality
-    from models.registry import ModelUnavailable, load_for_modality
+    from models.registry import ModelUnavailable
+    from models.route import route_and_load
 
     if not 0.0 <= args.alpha <= 1.0:
         return fail("--alpha must be between 0 and 1")
     try:
         options = parse_options(args.options)
         image = load_path(args.path, frame=args.frame)
-        modality = choose_modality(image, args.modality)
-        loaded = load_for_modality(modality, args.weights_dir)
+        routing, loaded = route_and_load(image, args.modality, args.weights_dir)
+        modality = routing.modality
         methods = resolve_methods(args.methods, loaded.arch.stage_layers)
         result = explain_loaded(loaded, image.rgb, methods=methods, target=args.target,
                                 options=options)
@@ -89,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({
             "label": result.label, "confidence": result.confidence,
             "target": result.target_label, "modality": modality, "model": loaded.card.name,
+            "modality_source": routing.source, "warnings": routing.warnings,
             "pass_ms": result.pass_ms, "grid": grid_file,
             "methods": {name: {"ms": cam.ms, "file": files[name], "flat": cam.flat,
                                "layer": cam.layer, "label": cam.label, "info": cam.info}
                         for name, cam in result.maps.items()},
         }))
         return 0
+    for warning in routing.warnings:
+        print(f"WARNING: {warning}")
     print(f"{result.label}  {result.confidence:.1%}  (explaining {result.target_label!r}; "
           f"{loaded.card.name}, {modality}; shared pass {result.pass_ms:.0f} ms)")
     for name, cam in result.maps.items():

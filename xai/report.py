@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -40,6 +40,7 @@ class ReportContent:
     model: list[tuple[str, str]]
     image_png: bytes
     maps: list[tuple[str, bytes]]
+    warnings: list[str]
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -56,9 +57,13 @@ def build_report_content(
     overlays: Mapping[str, np.ndarray],
     image_meta: Mapping[str, object],
     *,
+    warnings: Sequence[str] = (),
+    modality_source: str | None = None,
     created: datetime | None = None,
 ) -> ReportContent:
-    """Collect the report's facts; ``overlays`` maps a method name to its rendered overlay."""
+    """Collect the report's facts; ``overlays`` maps a method name to its rendered overlay;
+    ``warnings`` (routing, out-of-distribution, uncertainty) head the report and mark the
+    label as not reliable."""
     if explanation.image is None:
         raise ValueError("the explanation carries no image; explain it from an image")
     created = created or datetime.now(UTC)
@@ -68,12 +73,14 @@ def build_report_content(
     maps = [(f"{explanation.maps[name].label} ({explanation.maps[name].ms:.0f} ms)", png_bytes(img))
             for name, img in overlays.items()]
     return ReportContent(
-        title=f"MedXAI report: {explanation.label} ({explanation.confidence:.1%})",
+        title=f"MedXAI report: {explanation.label} ({explanation.confidence:.1%})"
+              + (" - NOT RELIABLE, see warnings" if warnings else ""),
         created=created.strftime("%Y-%m-%d %H:%M UTC"),
         summary=[
             ("Prediction", explanation.label),
             ("Confidence", f"{explanation.confidence:.1%}"),
             ("Maps explain class", explanation.target_label),
+            *([("Modality chosen by", modality_source)] if modality_source else []),
             ("Shared forward + gradient pass", f"{explanation.pass_ms:.0f} ms"),
             *((f"Image {k.replace('_', ' ')}", str(image_meta[k])) for k in _SAFE_META
               if image_meta.get(k) not in (None, "")),
@@ -90,6 +97,7 @@ def build_report_content(
         ],
         image_png=png_bytes(explanation.image),
         maps=maps,
+        warnings=list(warnings),
     )
 
 
@@ -114,6 +122,7 @@ th,td{{border:1px solid #ccc;padding:4px 8px;text-align:left}} figure{{display:i
 img{{max-width:256px}} .warn{{background:#fff3cd;padding:8px;border:1px solid #e0c060}}</style></head>
 <body><h1>{html.escape(content.title)}</h1>
 <p class="warn">{html.escape(DISCLAIMER)}</p><p>Created {html.escape(content.created)}</p>
+{"".join(f'<p class="warn"><strong>Warning:</strong> {html.escape(w)}</p>' for w in content.warnings)}
 <h2>Image seen by the model</h2>{_img(content.image_png, "model input")}
 <h2>Prediction</h2>{_table(content.summary)}
 <h2>Class probabilities</h2>{_table(content.probabilities)}
@@ -139,6 +148,10 @@ def report_pdf(content: ReportContent) -> bytes:
     pdf.set_fill_color(255, 243, 205)
     pdf.multi_cell(0, 5, text(DISCLAIMER), fill=True, new_x="LMARGIN", new_y="NEXT")
     pdf.cell(0, 6, text(f"Created {content.created}"), new_x="LMARGIN", new_y="NEXT")
+    for warning in content.warnings:
+        pdf.set_font("Helvetica", "B", 9)
+        pdf.multi_cell(0, 5, text(f"Warning: {warning}"), fill=True, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 9)
     pdf.image(io.BytesIO(content.image_png), w=60)
     for heading, rows in (("Prediction", content.summary),
                           ("Class probabilities", content.probabilities),

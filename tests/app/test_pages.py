@@ -28,11 +28,11 @@ def _png(seed: int = 0, size: int = 96) -> bytes:
 
 def test_predict_shows_label_probabilities_and_default_maps() -> None:
     at = upload(open_page("predict"), "scan.png", _png())
-    at.selectbox(key="predict-modality-None").set_value("mri").run()
+    at.selectbox(key="predict-modality").set_value("mri").run()
     button(at, "Predict").click().run()
     assert not at.exception and not at.error
     metric = at.metric[0]
-    assert metric.label == "Prediction"
+    assert metric.label.startswith("Prediction")
     assert metric.value in ("glioma", "meningioma", "notumor", "pituitary")
     captions = [img.proto.imgs[0].caption for img in at.get("image")]
     for method in ("Grad-CAM", "HiResCAM", "HayCAM+"):
@@ -43,18 +43,18 @@ def test_predict_shows_label_probabilities_and_default_maps() -> None:
 
 def test_display_controls_reuse_the_maps_and_methods_recompute() -> None:
     at = upload(open_page("predict"), "scan.png", _png(1))
-    at.selectbox(key="predict-modality-None").set_value("xray").run()
+    at.selectbox(key="predict-modality").set_value("xray").run()
     button(at, "Predict").click().run()
-    first = at.session_state["predict"][1]
+    first = at.session_state["predict"][2]
     next(s for s in at.selectbox if s.label == "Colour map").set_value("inferno").run()
     next(s for s in at.slider if s.label == "Opacity").set_value(0.8).run()
-    assert at.session_state["predict"][1] is first  # re-rendered, not recomputed
+    assert at.session_state["predict"][2] is first  # re-rendered, not recomputed
     assert not at.exception
     next(m for m in at.multiselect if m.label == "Methods").set_value(["eigencam"]).run()
     assert any("Press **Predict**" in i.value for i in at.info)  # stale result not shown
     button(at, "Predict").click().run()
-    assert at.session_state["predict"][1] is not first
-    assert list(at.session_state["predict"][1].maps) == ["eigencam"]
+    assert at.session_state["predict"][2] is not first
+    assert list(at.session_state["predict"][2].maps) == ["eigencam"]
 
 
 def test_bad_upload_shows_one_error_and_the_page_stays_usable() -> None:
@@ -64,6 +64,8 @@ def test_bad_upload_shows_one_error_and_the_page_stays_usable() -> None:
     at.file_uploader[0].clear()
     at = upload(at.run(), "scan.png", _png(2))
     assert not at.error
+    assert any("choose the modality" in w.value for w in at.warning)  # no router, no tag
+    at.selectbox(key="predict-modality").set_value("mri").run()
     assert any(b.label == "Predict" for b in at.button)
 
 
@@ -77,8 +79,8 @@ def test_dicom_prefills_modality() -> None:
     ds.save_as(buf)
     at = upload(open_page("predict"), "IM0001", buf.getvalue())  # PACS exports: no extension
     assert not at.exception and not at.error
-    modality = next(s for s in at.selectbox if s.label == "Modality")
-    assert modality.value == "xray"
+    assert next(s for s in at.selectbox if s.label == "Modality").value == "automatic"
+    assert any("**Modality: X-ray**, from the DICOM header" in m.value for m in at.markdown)
     button(at, "Predict").click().run()
     assert not at.exception and not at.error
     assert at.metric[0].value in ("normal", "pneumonia")  # the xray model's classes
@@ -86,15 +88,15 @@ def test_dicom_prefills_modality() -> None:
 
 def test_missing_model_disables_only_that_modality() -> None:
     at = upload(open_page("predict"), "scan.png", _png())
-    at.selectbox(key="predict-modality-None").set_value("histology").run()
+    at.selectbox(key="predict-modality").set_value("histology").run()
     assert len(at.error) == 1 and "no model is installed" in at.error[0].value
-    at.selectbox(key="predict-modality-None").set_value("mri").run()
+    at.selectbox(key="predict-modality").set_value("mri").run()
     assert not at.error
 
 
 def test_compare_runs_every_method_and_scores_a_mask() -> None:
     at = upload(open_page("compare"), "scan.png", _png(3))
-    at.selectbox(key="compare-modality-None").set_value("mri").run()
+    at.selectbox(key="compare-modality").set_value("mri").run()
     mask = np.zeros((96, 96), dtype=np.uint8)
     mask[20:60, 30:70] = 255
     buf = io.BytesIO()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from models.card import ModelCard
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("MEDXAI_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -88,6 +90,18 @@ def running_app(
 def streamlit_server(tiny_registry: Path) -> Iterator[str]:
     """The app on a free loopback port, serving the tiny test models."""
     with running_app(tiny_registry) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def shipped_server() -> Iterator[str]:
+    """The app serving the shipped models (and router) of ``weights/``."""
+    from models.registry import registry_status
+
+    missing = [m for m, entry in registry_status().items() if not isinstance(entry, ModelCard)]
+    if missing:
+        pytest.skip(f"no shipped model for {', '.join(missing)} in weights/")
+    with running_app() as url:
         yield url
 
 

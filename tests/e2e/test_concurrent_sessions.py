@@ -16,20 +16,9 @@ import pytest
 
 from imaging import load_path
 from models.predict import predict
-from models.registry import default_weights_dir, load_for_modality
-from tests.e2e.conftest import running_app
+from models.registry import load_for_modality
 
-MODEL = "xray-lite0"
 XRAY_SET = "chest-xray-pneumonia"
-
-
-@pytest.fixture(scope="module")
-def shipped_server() -> Iterator[str]:
-    """The app serving the shipped models of ``weights/``."""
-    if not (default_weights_dir() / MODEL).is_dir():
-        pytest.skip(f"the shipped {MODEL} model is not installed")
-    with running_app() as url:
-        yield url
 
 
 @pytest.fixture
@@ -61,7 +50,7 @@ def test_three_sessions_each_see_their_own_prediction(sessions, shipped_server: 
             str(image))
     for page in sessions:
         page.get_by_role("combobox", name="Modality").click()
-        page.get_by_role("option", name="xray", exact=True).click()
+        page.get_by_role("option", name="X-ray", exact=True).click()
         page.get_by_role("button", name="Predict").wait_for()
     for page in sessions:  # back to back: the three runs overlap on the server
         page.get_by_role("button", name="Predict").click()

@@ -121,3 +121,28 @@ def test_real_mri_neighbours_stay_together(shared_data: Path) -> None:
     close = np.argwhere(np.triu(distance <= rule.max_hamming, 1))
     assert len(close), "expected some near-duplicate slices in the first 60 per class"
     assert all(role[i] == role[j] for i, j in close)
+
+
+def test_a_group_value_joins_images_whatever_their_labels() -> None:
+    dataset = _dataset([0, 1, 0, 1], groups=["p1", "p1", "p2", "p3"])
+    groups = group_ids(dataset, None, GroupRule(max_hamming=-1, group_column="g"))
+    assert groups[0] == groups[1] and len(set(groups.tolist())) == 3
+    split = make_split(dataset, None, GroupRule(max_hamming=-1, group_column="g"), seed=0,
+                       ratios=(1, 1, 1))
+    role = {i: r for r, part in enumerate((split.train, split.val, split.test)) for i in part}
+    assert role[0] == role[1], "one patient's images must share a split"
+
+
+def test_sources_union_and_fixed_labels(tmp_path: Path) -> None:
+    from training.data import list_sources
+
+    make_image_folder(tmp_path / "a", per_class=2, seed=1)
+    make_image_folder(tmp_path / "b", per_class=3, seed=2)
+    both = list_sources([tmp_path / "a", tmp_path / "b"])
+    assert both.root == tmp_path and both.classes == list(CLASSES)
+    assert both.counts() == dict.fromkeys(CLASSES, 5)
+    assert both.files[0].startswith("a/") and both.files[-1].startswith("b/")
+    (tmp_path / "a" / "README").write_text("not an image")
+    labelled = list_sources([Path(f"{tmp_path / 'a'}=mri"), Path(f"{tmp_path / 'b'}=xray")])
+    assert labelled.counts() == {"mri": 6, "xray": 9}
+    assert not any(f.endswith("README") for f in labelled.files)

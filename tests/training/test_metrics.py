@@ -66,3 +66,20 @@ def test_temperature_recovers_known_value() -> None:
     assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.1)
     record = calibration_record(logits, labels)
     assert record["ece_after"] < record["ece_before"] and record["nll_after"] < record["nll_before"]
+
+
+def test_calibration_without_validation_errors_keeps_temperature_one() -> None:
+    labels = torch.tensor([0, 1, 0, 1])
+    logits = torch.tensor([[9.0, -9.0], [-9.0, 9.0], [5.0, 0.0], [0.0, 5.0]])
+    record = calibration_record(logits, labels)
+    assert record["temperature"] == 1.0 and record["validation_errors"] == 0
+    assert "not fitted" in record["note"]
+
+
+def test_suspicious_temperature_is_noted() -> None:
+    torch.manual_seed(0)
+    labels = torch.randint(0, 2, (200,))
+    logits = torch.nn.functional.one_hot(labels, 2).float() * 0.5  # right but timid
+    logits[0] = logits[0].flip(0)  # one error, so T is fitted
+    record = calibration_record(logits, labels)
+    assert record["temperature"] < 0.5 and record["note"].startswith("warning:")

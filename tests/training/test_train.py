@@ -143,3 +143,80 @@ def test_torchrun_two_processes_save_once(tmp_path: Path) -> None:
     card = ModelCard.read(cards[0])
     assert card.recipe["world_size"] == 2 and card.recipe["command"].startswith("torchrun --nproc_per_node 2")
     assert torch.isfinite(torch.tensor(card.metrics["training"]["history"][-1]["train_loss"]))
+
+
+def test_card_carries_fitted_trust_signals(generated) -> None:
+    _, weights, card = generated
+    folder = weights / "histo-tiny"
+    assert card.trust["file"] == "trust.safetensors"
+    from models.registry import sha256_bytes
+
+    assert sha256_bytes((folder / "trust.safetensors").read_bytes()) == card.trust["sha256"]
+    assert card.trust["ood"]["threshold"] > 0 and 0 <= card.trust["uncertainty"]["entropy_threshold"] <= 1
+    assert {"uncertain_fraction", "accuracy_certain", "ood_flagged_fraction"} <= set(card.trust["test"])
+    assert load_model(folder, device="cpu").guard is not None
+
+
+def test_bad_input_is_one_error_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    assert train.main(["--data", str(tmp_path / "missing"), "--modality", "mri"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no dataset at")
+
+
+def test_existing_model_needs_force_and_default_is_unique(generated, tmp_path: Path, capsys) -> None:
+    data, weights, card = generated
+    assert card.default
+    assert train.main(["--data", str(data), "--modality", "histology", "--out",
+                       str(weights / "histo-tiny"), "--checkpoint-dir", str(tmp_path / "c"),
+                       *TINY]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    rival = _train(data, weights / "histo-rival", tmp_path / "r", "--epochs", "1",
+                   "--warmup-epochs", "0", "--default")
+    assert rival.default and not ModelCard.read(weights / "histo-tiny").default
+    from models.registry import find_card
+
+    assert find_card("histology", weights)[0].name == "histo-rival"
+
+
+def test_several_sources_make_one_split_and_the_card_names_them(tmp_path: Path) -> None:
+    first = make_image_folder(tmp_path / "one", per_class=5, seed=1)
+    second = make_image_folder(tmp_path / "two", per_class=5, seed=2)
+    out = tmp_path / "w" / "both"
+    assert train.main(["--data", str(first), str(second), "--modality", "histology", "--out",
+                       str(out), "--checkpoint-dir", str(tmp_path / "c"), "--epochs", "1",
+                       "--warmup-epochs", "0", "--lr-warmup-epochs", "1", "--schedule", "cosine",
+                       *TINY]) == 0
+    card = ModelCard.read(out)
+    assert [s["images"] for s in card.data["sources"]] == [15, 15] and card.data["images"] == 30
+    assert {f.split("/")[0] for f in card.split["test_files"]} <= {"one", "two"}
+
+
+def test_router_trains_on_fixed_label_sources(tmp_path: Path) -> None:
+    mri = make_image_folder(tmp_path / "mri-like", per_class=4, seed=1)
+    xray = make_image_folder(tmp_path / "xray-like", per_class=4, seed=2)
+    out = tmp_path / "w" / "router"
+    assert train.main(["--router", "--data", f"{mri}=mri", f"{xray}=xray", "--out", str(out),
+                       "--checkpoint-dir", str(tmp_path / "c"), "--regime", "feature",
+                       "--epochs", "1", *TINY]) == 0
+    card = ModelCard.read(out)
+    assert (card.kind, card.modality, card.classes) == ("router", "any", ["mri", "xray"])
+    from models.registry import find_router
+
+    assert find_router(tmp_path / "w") == out
+    assert train.main(["--router", "--data", f"{mri}=lungs", "--out", str(tmp_path / "w" / "bad"),
+                       *TINY]) == 2
+
+
+def test_lr_warmup_then_cosine() -> None:
+    from training.recipes import RECIPES
+
+    recipe = RECIPES["default"].override(lr=1.0, lr_warmup_epochs=2, schedule="cosine")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = train._scheduler(optimizer, recipe, epochs=6)
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(0.1) and rates[1] < rates[2] == pytest.approx(1.0)
+    assert rates[2] > rates[3] > rates[4] > rates[5] > 0

@@ -1,0 +1,118 @@
+"""Which model reads this image: the DICOM tag, the modality router, or the user.
+
+The router is a registry model of kind ``router`` (its classes are modalities). Order of
+authority: a modality the user insists on, then the DICOM Modality tag, then the router. The
+router always runs when installed, so a choice that contradicts a confident router is flagged,
+and an image that its out-of-distribution guard places far from every modality is ``unknown``
+(no diagnosis model runs unless the user insists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from imaging import MODALITIES, LoadedImage
+from models.predict import Prediction, predict
+from models.registry import (
+    LoadedModel,
+    ModelUnavailable,
+    find_router,
+    load_for_modality,
+    load_model,
+)
+
+__all__ = ["CONTRADICTION_CONFIDENCE", "Routing", "describe", "load_router", "route", "route_and_load"]
+
+# A router at least this sure of another modality makes a user's or tag's choice suspect.
+CONTRADICTION_CONFIDENCE = 0.9
+
+_NAMES = {"mri": "brain MRI", "xray": "X-ray", "endoscopy": "endoscopy", "histology": "histology"}
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The modality to use (``None``: unknown), where it came from (``user``, ``dicom``,
+    ``router`` or ``none``) and the router's own reading of the image (``None`` without one)."""
+
+    modality: str | None
+    source: str
+    router: Prediction | None = None
+
+    @property
+    def confidence(self) -> float | None:
+        """The router's probability of the chosen modality."""
+        if self.router is None or self.modality is None:
+            return None
+        return self.router.probabilities.get(self.modality)
+
+    @property
+    def recognised(self) -> bool:
+        """The router knows this image as one of its modalities."""
+        return self.router is not None and self.router.in_distribution is not False
+
+    @property
+    def warnings(self) -> list[str]:
+        """Sentences to show before any label; empty when routing is unremarkable."""
+        found = []
+        router = self.router
+        if router is not None and router.in_distribution is False:
+            found.append("This image does not look like any modality the app has models for "
+                         "(endoscopy, brain MRI, X-ray, histology)"
+                         + (": no model was run." if self.modality is None else
+                            f"; you chose {describe(self.modality)}, so the label below is not "
+                            "reliable."))
+        elif (router is not None and self.modality is not None and self.source != "router"
+              and router.label != self.modality and router.confidence >= CONTRADICTION_CONFIDENCE):
+            origin = "the DICOM header says" if self.source == "dicom" else "you chose"
+            found.append(f"This image looks like {describe(router.label)} "
+                         f"({router.confidence:.0%}), but {origin} {describe(self.modality)}: "
+                         "the label below is not reliable.")
+        return found
+
+
+def describe(modality: str) -> str:
+    """A modality's name for people (``mri`` -> ``brain MRI``)."""
+    return _NAMES.get(modality, modality)
+
+
+def route(image: LoadedImage | np.ndarray, router: LoadedModel | None,
+          requested: str | None = None) -> Routing:
+    """Choose the modality of ``image`` (a :class:`LoadedImage` or an RGB array)."""
+    rgb = image.rgb if isinstance(image, LoadedImage) else image
+    tagged = image.suggested_modality if isinstance(image, LoadedImage) else None
+    reading = predict(router, rgb, views=False) if router is not None else None
+    if requested:
+        return Routing(requested, "user", reading)
+    if tagged:
+        return Routing(tagged, "dicom", reading)
+    if reading is None:
+        return Routing(None, "none")
+    if reading.in_distribution is False:
+        return Routing(None, "router", reading)
+    return Routing(reading.label, "router", reading)
+
+
+def load_router(root: Path | None = None) -> LoadedModel | None:
+    """The installed modality router, or ``None`` when there is none (or it cannot load)."""
+    try:
+        return load_model(find_router(root))
+    except ModelUnavailable:
+        return None
+
+
+def route_and_load(image: LoadedImage, requested: str | None = None,
+                   root: Path | None = None) -> tuple[Routing, LoadedModel]:
+    """Route ``image`` and load the diagnosis model of its modality (the CLIs' road).
+
+    Raises ``ValueError`` when no known modality is recognised and none was requested.
+    """
+    routing = route(image, load_router(root), requested)
+    if routing.modality is None:
+        reason = ("it does not look like any of them" if routing.router is not None else
+                  "there is no DICOM Modality tag and no modality router is installed")
+        raise ValueError(f"no known modality was recognised in this image ({reason}); pass "
+                         f"--modality ({', '.join(MODALITIES)}) to insist")
+    return routing, load_for_modality(routing.modality, root)
