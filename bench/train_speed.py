@@ -1,7 +1,7 @@
 """Training throughput: the real training step vs a bare forward+backward+step loop.
 
 Both run in the same process on the same batches (same indices, same model and optimiser
-settings). The training step is :func:`training.train.train_epoch` with the recipe's tensor
+settings). The training step is :func:`training.loop.train_epoch` with the recipe's tensor
 augmentation and normalisation; the bare loop gets the batches already augmented, normalised and
 on the device, so ``ratio = training images/s / bare images/s`` is the data-pipeline overhead
 (target >= 0.9). Also measured: the feature regime, i.e. the one-off backbone pass that fills
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models.zoo import build_model, get_arch  # noqa: E402
 from training.augment import Augment  # noqa: E402
 from training.data import decode_images, list_files  # noqa: E402
+from training.loop import train_epoch  # noqa: E402
 from training.recipes import get_recipe  # noqa: E402
-from training.train import train_epoch  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_speed.json"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# (IoU, Dice) from METHODS.md.
+# (IoU, Dice) as published: Ornek & Ceylan 2024 (HayCAM+) and Liu et al. 2024/25 (DT Grad-CAM).
 STUDIES: dict[str, dict[str, tuple[float, float]]] = {
     "HayCAM+ study (ResNet-18, mask/no-mask)": {
         "haycam_plus": (0.3740, 0.5376), "eigencam": (0.3386, 0.5003),

@@ -1,4 +1,4 @@
-"""DALAResNet50 (Liu et al., METHODS.md section 5): ResNet-50 with channel attention after layer4.
+"""DALAResNet50 (Liu et al., IEEE Access 2024/25): ResNet-50 with channel attention after layer4.
 
 Written here because no library ships it. The attention block is adaptive average pool ->
 FC (reduce) -> LeakyReLU -> FC (expand) -> ReLU -> channel-wise multiply with the feature map;

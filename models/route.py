@@ -58,15 +58,15 @@ class Routing:
         """Sentences to show before any label; empty when routing is unremarkable."""
         found = []
         router = self.router
+        origin = "the DICOM header says" if self.source == "dicom" else "you chose"
         if router is not None and router.in_distribution is False:
             found.append("This image does not look like any modality the app has models for "
                          "(endoscopy, brain MRI, X-ray, histology)"
                          + (": no model was run." if self.modality is None else
-                            f"; you chose {describe(self.modality)}, so the label below is not "
+                            f"; {origin} {describe(self.modality)}, so the label below is not "
                             "reliable."))
         elif (router is not None and self.modality is not None and self.source != "router"
               and router.label != self.modality and router.confidence >= CONTRADICTION_CONFIDENCE):
-            origin = "the DICOM header says" if self.source == "dicom" else "you chose"
             found.append(f"This image looks like {describe(router.label)} "
                          f"({router.confidence:.0%}), but {origin} {describe(self.modality)}: "
                          "the label below is not reliable.")

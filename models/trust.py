@@ -4,7 +4,7 @@
   (Sun et al., "Out-of-distribution detection with deep nearest neighbors", ICML 2022) of the
   image's penultimate features (the classifier's input, L2-normalised) to a stored sample of
   training features. An image whose distance exceeds the threshold fitted on validation data
-  (the 95th percentile of in-distribution validation distances) is flagged.
+  (the 97th percentile of in-distribution validation distances) is flagged.
 - **Uncertainty** (:func:`uncertainty_of`): normalised predictive entropy of the calibrated
   probabilities (0: one class certain, 1: uniform) plus disagreement of the label under a few
   mild test-time views (centre crop, brighter, darker). "Uncertain" when the entropy is above

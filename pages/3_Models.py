@@ -20,7 +20,8 @@ for folder, card in entries:
         continue
     test = card.metrics  # test-split figures at the top level; "val", "calibration" nested
     sentence = headline(card).sentence
-    with st.expander(f"{card.modality}: {card.name} - {sentence}", expanded=card.default):
+    role = "modality router" if card.kind == "router" else card.modality
+    with st.expander(f"{role}: {card.name} - {sentence}", expanded=card.default):
         st.markdown(f"**{sentence[0].upper()}{sentence[1:]}.**")
         st.caption("95% CI: Wilson score interval over the n held-out test images (same sources "
                    "as training). External: images from another source. Linear-probe baseline: "
@@ -29,6 +30,19 @@ for folder, card in entries:
         left.markdown(f"**Architecture** {card.arch}, input {card.input_size} px, "
                       f"preprocessing `{card.preprocessing}`  \n**Classes** "
                       f"{', '.join(card.classes)}  \n**Temperature** {card.temperature:.3f}")
+        measured = card.trust.get("test")
+        if measured:
+            def share(value: float | None) -> str:
+                return "n/a" if value is None else f"{value:.1%}"
+
+            left.markdown(
+                f"**Trust signals** (test split, n={measured['n']}): "
+                f"{measured['uncertain_fraction']:.1%} flagged uncertain, accuracy "
+                f"{share(measured['accuracy_uncertain'])} on those vs "
+                f"{share(measured['accuracy_certain'])} on the rest; "
+                f"{share(measured.get('ood_flagged_fraction'))} flagged out of distribution.")
+        else:
+            left.markdown("**Trust signals** not fitted: run `python -m training.trust`.")
         left.markdown("**Data**")
         left.json(card.data, expanded=False)
         left.markdown("**Split**")

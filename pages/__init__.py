@@ -7,12 +7,13 @@ Streamlit glue only; the work is done by ``imaging``, ``models`` and ``xai``. Th
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import streamlit as st
 from starlette.formparsers import MultiPartParser
 
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_image
-from models.registry import LoadedModel, ModelUnavailable, load_for_modality
+from models.registry import LoadedModel, ModelUnavailable, default_weights_dir, load_for_modality
 from models.route import Routing, describe, load_router, route
 
 PREDICTED = "predicted class"
@@ -35,15 +36,16 @@ def page_header(title: str, *, prominent: bool = False) -> None:
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=8)
-def cached_model(modality: str) -> LoadedModel:
-    """The verified default model of ``modality``, loaded once per process and shared."""
-    return load_for_modality(modality)
+def cached_model(modality: str, weights_dir: str | None = None) -> LoadedModel:
+    """The verified default model of ``modality`` in ``weights_dir`` (default: the registry's),
+    loaded once per process and shared."""
+    return load_for_modality(modality, Path(weights_dir) if weights_dir else None)
 
 
 def model_or_error(modality: str) -> LoadedModel | None:
     """The model, or ``None`` after showing why this modality is unavailable."""
     try:
-        return cached_model(modality)
+        return cached_model(modality, str(default_weights_dir()))
     except ModelUnavailable as exc:
         st.error(str(exc))
         return None
@@ -105,9 +107,9 @@ AUTOMATIC = "automatic"
 
 
 @st.cache_resource(show_spinner="Loading the modality router...")
-def cached_router() -> LoadedModel | None:
-    """The installed modality router (``None`` without one), loaded once per process."""
-    return load_router()
+def cached_router(weights_dir: str) -> LoadedModel | None:
+    """The modality router of ``weights_dir`` (``None`` without one), loaded once per process."""
+    return load_router(Path(weights_dir))
 
 
 def modality_routing(image: LoadedImage, key: str) -> Routing:
@@ -118,7 +120,8 @@ def modality_routing(image: LoadedImage, key: str) -> Routing:
         format_func=lambda m: "automatic" if m == AUTOMATIC else describe(m),
         help="Automatic: the DICOM Modality tag when present, else the modality router. "
              "Choose one to insist.")
-    routing = route(image, cached_router(), None if choice == AUTOMATIC else choice)
+    routing = route(image, cached_router(str(default_weights_dir())),
+                    None if choice == AUTOMATIC else choice)
     reading = routing.router
     if routing.modality is not None:
         origin = {"dicom": "from the DICOM header", "router": "detected",

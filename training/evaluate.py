@@ -19,31 +19,26 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from imaging import MODALITIES, ImageInputError
+from imaging import MODALITIES
 from models.card import wilson_interval
-from models.predict import probabilities
-from models.registry import (
-    LoadedModel,
-    ModelUnavailable,
-    default_weights_dir,
-    load_for_modality,
-    load_model,
-)
-from training.augment import normalise
-from training.data import Dataset, decode_images, list_sources, sha256_of_files
-from training.metrics import classification_report
-from training.trust import trust_report
+
+if TYPE_CHECKING:  # the heavy modules load inside the functions, so --help stays fast
+    import torch
+
+    from models.registry import LoadedModel
+    from training.data import Dataset
 
 __all__ = ["evaluate", "main", "match_classes", "model_probabilities", "write_plots"]
 
 
 def match_classes(dataset: Dataset, card_classes: list[str]) -> Dataset:
     """``dataset`` relabelled to the card's class indices; unknown data classes are an error."""
+    from training.data import Dataset
+
     lookup = {c.lower(): i for i, c in enumerate(card_classes)}
     missing = [c for c in dataset.classes if c.lower() not in lookup]
     if missing:
@@ -56,6 +51,8 @@ def match_classes(dataset: Dataset, card_classes: list[str]) -> Dataset:
 
 def select_test_split(dataset: Dataset, split: dict[str, Any]) -> Dataset:
     """The files of the card's recorded test split (checked against its sha256)."""
+    from training.data import Dataset, sha256_of_files
+
     files = split.get("test_files")
     if not files or sha256_of_files(files) != split.get("test_sha256"):
         raise ValueError("the model card records no usable test split (test_files / test_sha256)")
@@ -68,14 +65,19 @@ def select_test_split(dataset: Dataset, split: dict[str, Any]) -> Dataset:
     return Dataset(dataset.root, list(files), dataset.labels[index], dataset.classes, None)
 
 
-@torch.no_grad()
 def model_probabilities(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
     """Calibrated class probabilities of ``(N, 3, S, S)`` uint8 model views."""
+    import torch
+
+    from models.predict import probabilities
+    from training.augment import normalise
+
     card = loaded.card
     out = []
-    for i in range(0, len(images), batch_size):
-        x = normalise(images[i:i + batch_size], card.mean, card.std).to(loaded.device)
-        out.append(probabilities(loaded.model(x), card.temperature).cpu())
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            x = normalise(images[i:i + batch_size], card.mean, card.std).to(loaded.device)
+            out.append(probabilities(loaded.model(x), card.temperature).cpu())
     return torch.cat(out).numpy()
 
 
@@ -85,6 +87,12 @@ def evaluate(loaded: LoadedModel, data: Path | Sequence[Path], *, split: str = "
     ``split``: ``all`` or the card's ``test``), with ``model``, ``data``, ``split``, the 95 %
     Wilson interval of the accuracy and the trust signals' report
     (:func:`training.trust.trust_report`) added."""
+    import torch
+
+    from training.data import decode_images, list_sources
+    from training.metrics import classification_report
+    from training.trust import trust_report
+
     sources = [Path(data)] if isinstance(data, str | Path) else [Path(d) for d in data]
     dataset = match_classes(list_sources(sources), loaded.card.classes)
     if split == "test":
@@ -207,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plots", type=Path, help="folder for HTML and PNG plots")
     parser.add_argument("--device", help="cpu, cuda, mps (default: auto)")
     args = parser.parse_args(argv)
+    from imaging import ImageInputError
+    from models.registry import ModelUnavailable, default_weights_dir, load_for_modality, load_model
+
     try:
         if args.model:
             folder = Path(args.model)

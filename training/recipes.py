@@ -1,4 +1,4 @@
-"""The studies' training recipes (docs METHODS.md) as named, frozen presets.
+"""The studies' training recipes (cited per preset) as named, frozen presets.
 
 A :class:`Recipe` fixes architecture, regime, preprocessing, hyper-parameters, augmentation and
 split. ``python -m training.train --recipe NAME`` starts from one and every field can be
@@ -115,14 +115,14 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
         epochs=15, lr=3e-4, warmup_epochs=10, patience=5, rotation=10, shift=0.05, hflip=True,
     ),
     Recipe(
-        name="kvasir-2023", source="METHODS.md section 1 (Mukhtorov et al., Sensors 2023)",
+        name="kvasir-2023", source="Mukhtorov et al., Sensors 2023, 23(6):3176 (Kvasir, 8 classes)",
         arch="resnet152", epochs=100, batch_size=64, lr=1e-3, schedule="step", step_size=10,
         gamma=0.9, rotation=20, brightness_alpha=0.2, brightness_beta=0.1, patience=15,
         notes=("optimizer Adam, rotation 20 deg, alpha 0.8-1.2 and beta +-0.1: our choice",
                "no hue/colour jitter: colour carries the diagnosis"),
     ),
     Recipe(
-        name="brain-mri-2024", source="METHODS.md section 4 (brain tumour MRI, 2024)",
+        name="brain-mri-2024", source="brain tumour MRI classification with a Streamlit detection system, 2024 (Brain Tumor MRI Dataset, 4 classes)",
         arch="resnet50", preprocessing="brain_mri", epochs=25, batch_size=32, lr=1e-4,
         dropout=0.4, rotation=10, shift=0.05, hflip=True, patience=8,
         notes=("crop-to-brain + bilateral filter + resize (the paper's colour map is skipped: "
@@ -130,14 +130,14 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
                "input size: the architecture's (the paper used 200)"),
     ),
     Recipe(
-        name="spine-2026", source="METHODS.md section 3 (Ahmad et al., Biomimetics 2026)",
+        name="spine-2026", source="Ahmad et al., Biomimetics 2026, 11(3):206 (spine X-ray)",
         arch="vgg16", epochs=30, batch_size=32, lr=1e-4, dropout=0.5, rotation=10, shift=0.05,
         folds=5, patience=8,
         notes=("regimes scratch / feature / finetune via --regime; stratified 5-fold CV: one fold "
                "per run (--fold)", "optimizer, lr, epochs, dropout, augmentation: our choice"),
     ),
     Recipe(
-        name="breakhis-2024", source="METHODS.md section 5 (Liu et al., IEEE Access 2024/25)",
+        name="breakhis-2024", source="Liu et al., IEEE Access 2024/25 (DALAResNet50 + DT Grad-CAM, BreakHis)",
         arch="dalaresnet50", normalisation="symmetric", epochs=50, batch_size=32, lr=1e-4,
         dropout=0.25, rotation=20, hflip=True, vflip=True, ratios=(6.0, 1.0, 3.0), patience=10,
         notes=("rotation 20 deg and both flips: our choice (the paper says rotation + flip)",),

@@ -7,6 +7,7 @@
 #
 #   training/ship_defaults.sh [extra training flags, e.g. --resume]
 #   ONLY="xray-lite0 mri-lite0" training/ship_defaults.sh     # a subset, in the given order
+#   ONLY="mri-cross-testing mri-cross-training" training/ship_defaults.sh  # cross-source check
 #
 # Environment: MEDXAI_DATA (default ../shared/data), CHECKPOINTS (default ../checkpoints),
 # PYTHON (default python). Run from anywhere; it works in the repository root.
@@ -23,11 +24,12 @@ cd "$(dirname "$0")/.."
 DATA=${MEDXAI_DATA:-../shared/data}
 CKPT=${CHECKPOINTS:-../checkpoints}
 PY=${PYTHON:-python}
+RUNS=${RUNS:-../runs}  # models trained for measurement only (never in weights/)
 ONLY=${ONLY:-router-lite0 mri-lite0 xray-lite0 endoscopy-lite0 histology-lite0}
 COMMON=(--arch tf_efficientnet_lite0 --pretrained imagenet --input-size 224 --seed 0
         --warmup-epochs 3 --train-from "" --optimizer adamw --lr 4e-4 --weight-decay 0.01
         --schedule cosine --lr-warmup-epochs 1 --label-smoothing 0.05 --crop-scale 0.6
-        --patience 4 --default --force)
+        --patience 4 --force)
 GREY=(--rotation 10 --shift 0.05 --brightness-alpha 0.2 --brightness-beta 0.1 --gamma-jitter 0.3
       --blur 0.2)
 
@@ -36,7 +38,7 @@ train() {
     shift
     echo "=== ${name} $(date -u +%FT%TZ)"
     "${PY}" -m training.train --out "weights/${name}" --checkpoint-dir "${CKPT}/${name}" \
-        "${COMMON[@]}" "$@"
+        "${COMMON[@]}" --default "$@"
 }
 
 for name in ${ONLY}; do
@@ -77,6 +79,14 @@ for name in ${ONLY}; do
             --data "${DATA}/lc25000-lung/SOURCES.csv" --group-column augmentation_group \
             --data-name "LC25000 lung (staged subset)" \
             --data-licence "LC25000: free for AI research, cite Borkowski et al. 2019" "$@" ;;
+    mri-cross-testing | mri-cross-training)  # cross-source validation, not shipped: train on one
+        # Kaggle split, score the other as external data (both ways); cards in ${RUNS}.
+        if [ "${name}" = mri-cross-testing ]; then own=brain-tumor-mri; other=brain-tumor-mri-more
+        else own=brain-tumor-mri-more; other=brain-tumor-mri; fi
+        "${PY}" -m training.train --out "${RUNS}/${name}" --checkpoint-dir "${CKPT}/${name}" \
+            "${COMMON[@]}" --modality mri --recipe brain-mri-2024 --epochs 14 \
+            "${GREY[@]}" --hflip --data "${DATA}/${own}" --external "${DATA}/${other}" \
+            --data-name "Brain Tumor MRI Dataset, ${own} only" --data-licence "CC0 1.0" "$@" ;;
     *) echo "unknown model ${name}" >&2; exit 2 ;;
     esac
 done

@@ -1,4 +1,4 @@
-"""DT Grad-CAM ("dynamic threshold" Grad-CAM, Liu et al., IEEE Access 2024/25; METHODS.md s. 5).
+"""DT Grad-CAM ("dynamic threshold" Grad-CAM, Liu et al., IEEE Access 2024/25).
 
 Own code: no library implements it, and its N noisy copies are batched into ONE forward and ONE
 gradient pass here (a naive version calls Grad-CAM N times). Otsu and morphology use OpenCV.

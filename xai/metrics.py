@@ -1,7 +1,7 @@
 """Scoring heat maps: localisation against a mask or box, and faithfulness without masks.
 
 * Map -> region: Otsu, a fraction of the maximum, or the top-k% pixels; optionally the largest
-  connected component; its bounding box (METHODS.md, "Scoring a heat map").
+  connected component; its bounding box (as scored by Ornek & Ceylan 2024 and Liu et al. 2024/25).
 * Localisation: IoU = |P n G| / |P u G|, Dice = 2 |P n G| / (|P| + |G|), pointing game (is the
   map's maximum inside G, optionally within a tolerance), energy-based pointing game (share of
   the map's mass inside G). Ground truth is a bool/0-255 mask or a box ``(x0, y0, x1, y1)``

@@ -181,7 +181,9 @@ def test_predict_page_refuses_each_bad_file_once_and_stays_usable(
         assert not at.exception, (case.name, at.exception)
         if case.readable:
             assert not at.error, (case.name, [e.value for e in at.error])
-            assert any(b.label == "Predict" for b in at.button), case.name
+            # the tiny registry has no router: a readable image without a DICOM tag asks
+            assert (any(b.label == "Predict" for b in at.button)
+                    or any("choose the modality" in w.value for w in at.warning)), case.name
         else:
             assert len(at.error) == 1, (case.name, [e.value for e in at.error])
             assert name in at.error[0].value, case.name

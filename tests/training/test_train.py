@@ -212,7 +212,9 @@ def test_lr_warmup_then_cosine() -> None:
 
     recipe = RECIPES["default"].override(lr=1.0, lr_warmup_epochs=2, schedule="cosine")
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = train._scheduler(optimizer, recipe, epochs=6)
+    from training.loop import lr_scheduler
+
+    scheduler = lr_scheduler(optimizer, recipe, epochs=6)
     rates = []
     for _ in range(6):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -220,3 +222,31 @@ def test_lr_warmup_then_cosine() -> None:
         scheduler.step()
     assert rates[0] == pytest.approx(0.1) and rates[1] < rates[2] == pytest.approx(1.0)
     assert rates[2] > rates[3] > rates[4] > rates[5] > 0
+
+
+def test_help_does_not_load_torch() -> None:
+    code = ("import sys, contextlib, io\nfrom training import train\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    train.main(['--help'])\n"
+            "assert '--lr-warmup-epochs' in out.getvalue()\n"
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    helps = [a.help for a in train.build_parser()._actions if a.dest != "help"]
+    assert all(helps), "every flag has help text"
+
+
+def test_external_sources_are_scored_into_the_card(tmp_path: Path) -> None:
+    data = make_image_folder(tmp_path / "home", per_class=6, seed=1)
+    other = make_image_folder(tmp_path / "elsewhere", per_class=3, seed=9)
+    card = _train(data, tmp_path / "w" / "ext", tmp_path / "c", "--epochs", "1",
+                  "--warmup-epochs", "0", "--external", str(other))
+    external = card.metrics["external"]
+    assert external["n"] == 9 and 0 <= external["accuracy"] <= 1
+    low, high = external["accuracy_ci95"]
+    assert low <= external["accuracy"] <= high
+    from models.card import headline
+
+    assert "external" in headline(card).sentence

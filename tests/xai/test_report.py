@@ -93,3 +93,17 @@ def test_png_tiles_decode(analysed) -> None:
     for _, png in content.maps:
         tile = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
         assert tile is not None and tile.shape == (64, 64, 3)
+
+
+def test_warnings_head_both_reports_and_mark_the_label(analysed) -> None:
+    explanation, loaded, content = analysed
+    assert not content.warnings and "NOT RELIABLE" not in content.title
+    overlays = {n: overlay(explanation.image, m) for n, m in explanation.maps.items()}
+    warning = "This image does not look like any modality the app has models for"
+    flagged = build_report_content(explanation, loaded.card, overlays, {}, warnings=[warning],
+                                   modality_source="user")
+    assert "NOT RELIABLE" in flagged.title
+    page = report_html(flagged)
+    assert page.index(warning) < page.index("<h2>Prediction</h2>")
+    assert ("Modality chosen by", "user") in flagged.summary
+    assert warning in _pdf_text(report_pdf(flagged))
