@@ -40,7 +40,9 @@ class ModelCard:
     figures (and calibration); ``temperature``: softmax temperature fitted on validation;
     ``kind``: ``diagnosis`` or ``router`` (its classes are modalities, its modality ``any``);
     ``trust``: the out-of-distribution guard and uncertainty thresholds (see
-    :mod:`models.trust`), with the file and sha256 of their statistics.
+    :mod:`models.trust`), with the file and sha256 of their statistics;
+    ``decision_threshold`` (two-class models): the second class is predicted when its
+    calibrated probability reaches it (fitted on validation; ``None``: the larger probability).
     """
 
     name: str
@@ -63,6 +65,7 @@ class ModelCard:
     default: bool = True
     kind: str = "diagnosis"
     trust: dict[str, Any] = field(default_factory=dict)
+    decision_threshold: float | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -84,6 +87,9 @@ class ModelCard:
             problems.append("sha256 must be 64 lower-case hex digits")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             problems.append("mean and std need three values each, std > 0")
+        if self.decision_threshold is not None and (
+                len(self.classes) != 2 or not 0 < self.decision_threshold < 1):
+            problems.append("decision_threshold needs two classes and a value in (0, 1)")
         if self.input_size < 32 or self.temperature <= 0:
             problems.append("input_size must be >= 32 and temperature > 0")
         if Path(self.weights_file).name != self.weights_file:

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from models.trust import capture_features, tta_views, uncertainty_of
 __all__ = [
     "Prediction",
     "DEFAULT_ENTROPY_THRESHOLD",
+    "decide",
     "feature_layer",
     "main",
     "model_view",
@@ -35,6 +37,8 @@ __all__ = [
     "view_to_input",
 ]
 
+
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 # Normalised entropy above which a model without a fitted threshold calls itself uncertain.
 DEFAULT_ENTROPY_THRESHOLD = 0.5
@@ -103,6 +107,16 @@ def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
     return torch.softmax(scaled, dim=1)
 
 
+def decide(probs: ArrayT, threshold: float | None = None) -> ArrayT:
+    """Predicted class of each row of ``probs`` ``(N, C)`` (torch or numpy): the largest
+    probability, or for two classes with a fitted ``threshold`` the second class when its
+    probability reaches the threshold (see :attr:`models.card.ModelCard.decision_threshold`)."""
+    if threshold is None or probs.shape[1] != 2:
+        return probs.argmax(1)
+    positive = probs[:, 1] >= threshold
+    return positive.long() if isinstance(positive, torch.Tensor) else positive.astype(np.int64)
+
+
 def feature_layer(loaded: LoadedModel) -> str:
     """The module whose input is the penultimate feature vector (the classifier head)."""
     return loaded.arch.head or "fc"
@@ -117,10 +131,11 @@ def predict(loaded: LoadedModel, rgb: np.ndarray, *, views: bool = True) -> Pred
         view_probs = probabilities(loaded.model(tta_views(x) if views else x),
                                    loaded.card.temperature).cpu()
     probs = view_probs[0]
-    index = int(probs.argmax())
+    labels = decide(view_probs, loaded.card.decision_threshold)
+    index = int(labels[0])
     threshold = loaded.card.trust.get("uncertainty", {}).get("entropy_threshold",
                                                              DEFAULT_ENTROPY_THRESHOLD)
-    doubt = uncertainty_of(view_probs, threshold)
+    doubt = uncertainty_of(view_probs, threshold, labels)
     ood_score = in_distribution = None
     if loaded.guard is not None:
         score = float(loaded.guard.score(features[0][:1].cpu())[0])

@@ -116,9 +116,11 @@ class Uncertainty:
     uncertain: bool
 
 
-def uncertainty_of(view_probs: torch.Tensor, entropy_threshold: float) -> Uncertainty:
-    """Uncertainty from the calibrated probabilities of the views (row 0: the image itself)."""
+def uncertainty_of(view_probs: torch.Tensor, entropy_threshold: float,
+                   labels: torch.Tensor | None = None) -> Uncertainty:
+    """Uncertainty from the calibrated probabilities of the views (row 0: the image itself) and
+    their predicted ``labels`` (default: the largest probability of each view)."""
     entropy = float(normalised_entropy(view_probs[:1])[0])
-    labels = view_probs.argmax(1)
+    labels = view_probs.argmax(1) if labels is None else labels
     agreement = float((labels == labels[0]).float().mean())
     return Uncertainty(entropy, agreement, entropy > entropy_threshold or agreement < 1.0)

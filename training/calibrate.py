@@ -1,19 +1,23 @@
-"""Temperature scaling (Guo et al. 2017): one scalar T fitted on validation logits.
+"""Calibration on validation data: temperature scaling (Guo et al. 2017) and, for two-class
+models, the decision threshold.
 
 Probabilities at inference are ``softmax(logits / T)`` (:func:`models.predict.probabilities`);
-T changes confidences, never the predicted class.
+T changes confidences, never the class. The threshold is the cut on the calibrated probability
+of the second class that maximises balanced accuracy (Youden's J) on validation data; of cuts
+that do equally well the one nearest 0.5, so a validation split with few errors keeps 0.5.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 from torch.nn import functional as F
 
 from models.predict import probabilities
 from training.metrics import expected_calibration_error
 
-__all__ = ["SUSPICIOUS_TEMPERATURE", "calibration_record", "fit_temperature"]
+__all__ = ["SUSPICIOUS_TEMPERATURE", "calibration_record", "fit_temperature", "fit_threshold"]
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
@@ -32,6 +36,17 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
     return float(np.clip(log_t.exp().item(), 0.05, 20.0))
 
 
+def fit_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The cut on ``probs[:, 1]`` (two classes) with the best balanced accuracy on ``labels``;
+    candidates are 0.5 and the midpoints between consecutive distinct probabilities."""
+    positive, labels = np.asarray(probs, dtype=float)[:, 1], np.asarray(labels)
+    values = np.unique(positive)
+    cuts = np.concatenate([[0.5], (values[1:] + values[:-1]) / 2])
+    scores = np.array([balanced_accuracy_score(labels, positive >= cut) for cut in cuts])
+    best = cuts[scores >= scores.max() - 1e-12]
+    return float(best[np.argmin(np.abs(best - 0.5))])
+
+
 # A fitted temperature below this sharpens an already confident model: a sign of a validation
 # split too easy to calibrate on (near-duplicates of training images, or too few errors).
 SUSPICIOUS_TEMPERATURE = 0.5
@@ -40,7 +55,8 @@ SUSPICIOUS_TEMPERATURE = 0.5
 def calibration_record(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | str]:
     """Fit T on these (validation) logits; ECE and NLL before and after, and a ``note`` when the
     fit is degenerate (no validation errors: T stays 1, since the NLL then falls without bound
-    as T -> 0) or suspicious (T < 0.5)."""
+    as T -> 0) or suspicious (T < 0.5). Two classes: ``decision_threshold`` and the validation
+    balanced accuracy at 0.5 and at the threshold."""
     errors = int((logits.argmax(1) != labels).sum())
     temperature = fit_temperature(logits, labels) if errors else 1.0
     record: dict[str, float | str] = {"temperature": temperature, "validation_errors": errors}
@@ -53,4 +69,10 @@ def calibration_record(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
         probs = probabilities(logits, t)
         record[f"ece_{tag}"] = expected_calibration_error(probs.numpy(), labels.numpy())
         record[f"nll_{tag}"] = float(F.nll_loss(probs.clamp_min(1e-12).log(), labels))
+    if probs.shape[1] == 2:
+        cut = fit_threshold(probs.numpy(), labels.numpy())
+        record["decision_threshold"] = cut
+        for tag, value in (("half", 0.5), ("threshold", cut)):
+            record[f"val_balanced_accuracy_{tag}"] = float(balanced_accuracy_score(
+                labels.numpy(), probs[:, 1].numpy() >= value))
     return record

@@ -100,7 +100,8 @@ def evaluate(loaded: LoadedModel, data: Path | Sequence[Path], *, split: str = "
     images = decode_images(dataset.paths, loaded.card.preprocessing, loaded.card.input_size,
                            threads=torch.get_num_threads())
     probs = model_probabilities(loaded, images)
-    report = classification_report(dataset.labels, probs, loaded.card.classes)
+    report = classification_report(dataset.labels, probs, loaded.card.classes,
+                                   threshold=loaded.card.decision_threshold)
     correct = int(round(report["accuracy"] * report["n"]))
     report.update(model=loaded.card.name, data=" ".join(map(str, sources)), split=split,
                   accuracy_ci95=list(wilson_interval(correct, report["n"])),

@@ -502,6 +502,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     round_to_half(model)
     calibration = calibration_record(logits_of(split.val, served=True), labels[split.val])
     temperature = float(calibration["temperature"])
+    cut = calibration.get("decision_threshold")
     if "note" in calibration:
         log(f"calibration: {calibration['note']}")
     evaluated_on = "test" if len(split.test) else "val (the test split is empty)"
@@ -510,10 +511,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     report = classification_report(dataset.labels[final_index],
                                    probabilities(logits_of(final_index, served=True), temperature).numpy(),
-                                   dataset.classes)
+                                   dataset.classes, threshold=cut)
     val_report = classification_report(dataset.labels[split.val],
                                        probabilities(logits_of(split.val, served=True), temperature).numpy(),
-                                       dataset.classes)
+                                       dataset.classes, threshold=cut)
     history = state["history"]
     full_rows = [r for r in history if r["stage"] == "full"] or history
     if run.main:
@@ -538,7 +539,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                     "torch": torch.__version__, "command": state["command"],
                     "resumed_with": state["resumed"]},
             metrics=metrics, default=args.default, code_version=state["code_version"],
-            kind="router" if args.router else "diagnosis")
+            kind="router" if args.router else "diagnosis", decision_threshold=cut)
         if args.default:
             _make_sole_default(out, args.modality)
         card = fit_trust(out, images, dataset.labels, split)
@@ -553,7 +554,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             log(f"external ({' '.join(map(str, args.external))}): accuracy "
                 f"{card.metrics['external']['accuracy']:.4f}, n={card.metrics['external']['n']}")
         log(f"saved {out} ({card.name}): {evaluated_on} accuracy {report['accuracy']:.4f}, "
-            f"macro F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}, T {temperature:.3f} "
+            f"macro F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}, T {temperature:.3f}"
+            + (f", threshold {cut:.3f}" if cut is not None else "") + " "
             f"(val ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f})")
     run.close()
     return 0

@@ -25,6 +25,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from models.predict import decide
+
 __all__ = ["classification_report", "expected_calibration_error", "gmean", "iba", "one_vs_rest",
            "reliability_bins", "roc_points"]
 
@@ -100,15 +102,16 @@ def _auc(labels: np.ndarray, probs: np.ndarray, c: int) -> float | None:
 
 
 def classification_report(labels: Sequence[int], probs: np.ndarray, classes: Sequence[str],
-                          *, bins: int = 15) -> dict[str, Any]:
-    """All metrics for true ``labels`` and class probabilities ``probs`` ``(N, C)``.
+                          *, bins: int = 15, threshold: float | None = None) -> dict[str, Any]:
+    """All metrics for true ``labels`` and class probabilities ``probs`` ``(N, C)``, the classes
+    decided by :func:`models.predict.decide` (``threshold``: a two-class model's fitted cut).
 
     AUCs of classes absent from ``labels`` are ``None``; ``auc_macro`` averages the others.
     """
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=float)
     index = list(range(len(classes)))
-    predicted = probs.argmax(axis=1)
+    predicted = decide(probs, threshold)
     cm = confusion_matrix(labels, predicted, labels=index)
     counts = one_vs_rest(cm)
     precision, recall, f1, support = precision_recall_fscore_support(

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from models.card import ModelCard
-from models.predict import feature_layer, probabilities
+from models.predict import decide, feature_layer, probabilities
 from models.registry import LoadedModel, ModelUnavailable, load_model, sha256_bytes
 from models.trust import (
     TRUST_FILE,
@@ -74,10 +74,12 @@ def trust_report(loaded: LoadedModel, images: torch.Tensor, labels: np.ndarray) 
     """On labelled images: share flagged by each signal and accuracy of flagged vs unflagged."""
     features, view_probs = model_signals(loaded, images, views=True)
     probs = view_probs[:, 0]
-    correct = (probs.argmax(1).numpy() == labels)
+    cut = loaded.card.decision_threshold
+    view_labels = decide(view_probs.flatten(0, 1), cut).view(view_probs.shape[:2])
+    correct = view_labels[:, 0].numpy() == labels
     threshold = loaded.card.trust.get("uncertainty", {}).get("entropy_threshold", 0.5)
     entropy = normalised_entropy(probs).numpy()
-    disagree = (view_probs.argmax(2) != view_probs[:, :1].argmax(2)).any(1).numpy()
+    disagree = (view_labels != view_labels[:, :1]).any(1).numpy()
     uncertain = (entropy > threshold) | disagree
     report: dict[str, Any] = {
         "n": len(labels),

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.predict import predict, probabilities, to_input
+from models.predict import decide, predict, probabilities, to_input
 from models.registry import load_for_modality
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +53,29 @@ def test_predict_matches_a_manual_forward(tiny_registry: Path) -> None:
     assert result.confidence == pytest.approx(float(expected.max()), abs=1e-6)
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert result.latency_ms > 0
+
+
+def test_decide_applies_a_two_class_threshold_to_torch_and_numpy() -> None:
+    probs = torch.tensor([[0.7, 0.3], [0.55, 0.45], [0.2, 0.8]])
+    assert decide(probs).tolist() == [0, 0, 1]
+    assert decide(probs, 0.4).tolist() == [0, 1, 1]
+    assert decide(probs.numpy(), 0.4).tolist() == [0, 1, 1]
+    three = torch.tensor([[0.2, 0.3, 0.5]])
+    assert decide(three, 0.1).tolist() == [2]  # only two-class models have a threshold
+
+
+def test_predict_follows_the_cards_decision_threshold(tiny_registry: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    loaded = load_for_modality("xray", tiny_registry, device="cpu")
+    rgb = np.random.default_rng(2).integers(0, 255, (90, 90, 3), dtype=np.uint8)
+    plain = predict(loaded, rgb, views=False)
+    second = plain.probabilities[loaded.card.classes[1]]
+    for cut, expected in ((max(second - 0.01, 0.001), 1), (min(second + 0.01, 0.999), 0)):
+        card = replace(loaded.card, decision_threshold=cut)
+        result = predict(replace(loaded, card=card), rgb, views=False)
+        assert result.index == expected and result.label == loaded.card.classes[expected]
+        assert result.confidence == pytest.approx(result.probabilities[result.label])
 
 
 def test_cli_json(tiny_registry: Path, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
-from training.calibrate import calibration_record, fit_temperature
+from training.calibrate import calibration_record, fit_temperature, fit_threshold
 from training.metrics import classification_report, expected_calibration_error, gmean, iba
 
 
@@ -83,3 +83,34 @@ def test_suspicious_temperature_is_noted() -> None:
     logits[0] = logits[0].flip(0)  # one error, so T is fitted
     record = calibration_record(logits, labels)
     assert record["temperature"] < 0.5 and record["note"].startswith("warning:")
+
+
+def _two_class(positive: list[float]) -> np.ndarray:
+    p = np.array(positive)
+    return np.stack([1 - p, p], axis=1)
+
+
+def test_threshold_maximises_balanced_accuracy_on_validation() -> None:
+    # positives score low (a model biased towards class 0): 0.5 misses two of them
+    probs = _two_class([0.05, 0.1, 0.2, 0.3, 0.35, 0.45, 0.6, 0.9])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    cut = fit_threshold(probs, labels)
+    assert 0.3 < cut <= 0.35
+    report = classification_report(labels, probs, ["no", "yes"], threshold=cut)
+    assert report["balanced_accuracy"] == 1.0
+    assert classification_report(labels, probs, ["no", "yes"])["balanced_accuracy"] == 0.75
+
+
+def test_threshold_stays_at_half_when_half_is_as_good() -> None:
+    probs = _two_class([0.1, 0.2, 0.8, 0.95])
+    assert fit_threshold(probs, np.array([0, 0, 1, 1])) == 0.5
+
+
+def test_calibration_record_of_two_classes_carries_the_threshold() -> None:
+    torch.manual_seed(0)
+    labels = torch.randint(0, 2, (400,))
+    logits = torch.stack([torch.zeros(400), labels * 2.0 - 1.5 + torch.randn(400)], 1)  # biased
+    record = calibration_record(logits, labels)
+    assert record["decision_threshold"] != 0.5
+    assert record["val_balanced_accuracy_threshold"] >= record["val_balanced_accuracy_half"]
+    assert "decision_threshold" not in calibration_record(torch.randn(50, 3), torch.randint(0, 3, (50,)))

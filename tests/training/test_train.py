@@ -250,3 +250,17 @@ def test_external_sources_are_scored_into_the_card(tmp_path: Path) -> None:
     from models.card import headline
 
     assert "external" in headline(card).sentence
+
+
+def test_two_class_run_fits_a_decision_threshold_that_evaluate_applies(tmp_path, capsys) -> None:
+    data = make_image_folder(tmp_path / "data", per_class=8)
+    sources = [data / "alpha=negative", data / "beta=positive"]
+    card = _train(sources[0], tmp_path / "out", tmp_path / "ckpt", "--data", str(sources[1]),
+                  "--epochs", "1", "--warmup-epochs", "1")
+    assert card.classes == ["negative", "positive"]
+    assert card.decision_threshold == card.metrics["calibration"]["decision_threshold"]
+    capsys.readouterr()
+    assert evaluate.main(["--data", *map(str, sources), "--model", "out", "--weights-dir",
+                          str(tmp_path), "--split", "test", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["confusion_matrix"] == card.metrics["confusion_matrix"]
