@@ -1,4 +1,4 @@
-"""Compare methods: every heat-map method on one image, timed, scored against a ground truth."""
+"""Compare methods: every heat-map method on one image, timed, ranked against a ground truth."""
 
 from __future__ import annotations
 
@@ -9,8 +9,36 @@ import streamlit as st
 
 from imaging import ImageInputError, load_image
 from pages import image_and_model, page_header, target_choice
-from xai.compare import explain_all, faithfulness, score_against_mask
-from xai.overlay import grid
+from xai.compare import (
+    Ranking,
+    explain_all,
+    faithfulness,
+    faithfulness_ranking,
+    score_against_mask,
+    step_text,
+)
+from xai.legend import COLORBAR_CAPTION, grid_text, map_notes, with_colorbar
+from xai.overlay import overlay
+
+BEST, REFERENCE = "background-color: #c6efce", "color: #777; font-style: italic"
+
+
+def ranking_table(ranking: Ranking, columns: list[str]) -> None:
+    """The ranking as a fully visible table: best cells green, reference rows grey."""
+    frame = pd.DataFrame(ranking.rows, columns=["rank", "method", *columns])
+
+    def style(_: pd.DataFrame) -> pd.DataFrame:
+        css = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        for column, rows in ranking.best.items():
+            css.loc[rows, column] = BEST
+        css.loc[ranking.references, :] = REFERENCE
+        return css
+
+    st.dataframe(frame.style.apply(style, axis=None).format(precision=3, na_rep="n/a"),
+                 hide_index=True, height="content")
+    for note in ranking.notes:
+        st.caption(note)
+
 
 page_header("Compare methods")
 
@@ -27,7 +55,7 @@ if st.button("Run all methods", type="primary"):
     progress = st.progress(0.0, text="Starting...")
     result = explain_all(
         loaded, image.rgb, target=target, exact_scorecam=exact,
-        on_step=lambda i, n, group: progress.progress(i / n, text=f"Computing {', '.join(group)}..."))
+        on_step=lambda i, n, group: progress.progress(i / n, text=step_text(group)))
     progress.progress(1.0, text="Done")
     st.session_state["compare"] = (key, result)
 
@@ -38,9 +66,14 @@ if stored is None or stored[0] != key:
 explanation = stored[1]
 st.markdown(f"**{explanation.label}** ({explanation.confidence:.1%}); maps explain "
             f"**{explanation.target_label}**.")
-st.image(grid(explanation.image, explanation.maps, cols=4), caption="Every method with its time")
-st.dataframe([{"method": m.label, "ms": round(m.ms, 1), "flat map": m.flat}
-              for m in explanation.maps.values()], hide_index=True)
+st.caption(COLORBAR_CAPTION)
+columns = st.columns(4)
+for i, cam in enumerate(explanation.maps.values()):
+    with columns[i % 4]:
+        st.image(with_colorbar(overlay(explanation.image, cam)),
+                 caption=f"{cam.label} - {grid_text(cam)} - {cam.ms:.0f} ms")
+        for note in map_notes(cam, explanation.target_label):
+            st.caption(f":material/warning: {note}")
 
 if mask_file is not None:
     try:
@@ -51,24 +84,39 @@ if mask_file is not None:
         if loaded.card.preprocessing != "resize":
             st.warning(f"This model crops the image ({loaded.card.preprocessing}); the mask is "
                        "only resized, so scores may be off.")
-        scores = pd.DataFrame(score_against_mask(explanation.maps, mask_rgb,
-                                                 loaded.card.input_size))
-        st.subheader("Localisation against the mask (best in green)")
-        st.dataframe(scores.style.highlight_max(subset=["iou", "dice", "pointing", "energy"],
-                                                color="#c6efce").format(precision=3),
-                     hide_index=True)
+        st.subheader("Localisation against the mask")
+        st.caption("Ranked by IoU, then Dice, then energy; `2=` is a shared rank; green: the best "
+                   "value of a column (none when every method has it). Grey reference rows: the "
+                   "whole frame (a method below it has localised nothing) and the best map the "
+                   "CAM grid can draw.")
+        ranking_table(score_against_mask(explanation.maps, mask_rgb,
+                                         target_layer=loaded.arch.target_layer),
+                      ["iou", "dice", "pointing", "energy"])
 
 st.subheader("Faithfulness: deletion and insertion")
-if st.checkbox("Compute deletion / insertion curves (about a second per method)"):
-    with st.spinner("Perturbing the image..."):
-        curves = faithfulness(loaded, image.rgb, explanation.maps, explanation.target_index)
-    columns = st.columns(2)
-    for column, title, attr in ((columns[0], "Deletion (lower AUC is better)", "deletion_curve"),
-                                (columns[1], "Insertion (higher AUC is better)", "insertion_curve")):
+st.caption("Pixels are removed from the image (deletion) or put into a mean-colour image "
+           "(insertion), most relevant first. The score is the explained class's log-odds, "
+           "scaled so the mean-colour image is 0 and the image itself 1: a faithful map makes "
+           "deletion fall fast (low AUC) and insertion rise fast (high AUC).")
+faith_key = (key, tuple(explanation.maps))
+if st.button("Compute deletion / insertion curves (about a second per method)"):
+    progress = st.progress(0.0, text="Perturbing the image...")
+    curves = faithfulness(loaded, image.rgb, explanation.maps, explanation.target_index,
+                          on_step=lambda i, n, label: progress.progress(
+                              i / n, text=f"Deletion and insertion curves of {label}..."))
+    progress.progress(1.0, text="Done")
+    st.session_state["compare-faithfulness"] = (faith_key, curves)
+stored_curves = st.session_state.get("compare-faithfulness")
+if stored_curves is not None and stored_curves[0] == faith_key:
+    curves = stored_curves[1]
+    plots = st.columns(2)
+    for column, title, attr in ((plots[0], "Deletion (lower AUC is better)", "deletion_curve"),
+                                (plots[1], "Insertion (higher AUC is better)", "insertion_curve")):
         figure = go.Figure([go.Scatter(x=np.linspace(0, 1, len(getattr(c, attr))),
-                                       y=getattr(c, attr), name=c.label) for c in curves])
-        figure.update_layout(title=title, xaxis_title="fraction of pixels",
-                             yaxis_title="target probability", height=350)
+                                       y=getattr(c, attr), name=c.label)
+                            for c in curves if len(getattr(c, attr))])
+        figure.update_layout(title=title, xaxis_title="fraction of pixels, most relevant first",
+                             yaxis_title="evidence (0 = mean colour, 1 = image)", height=420)
         column.plotly_chart(figure, width="stretch")
-    st.dataframe([{"method": c.label, "deletion AUC": round(c.deletion_auc, 3),
-                   "insertion AUC": round(c.insertion_auc, 3)} for c in curves], hide_index=True)
+    ranking_table(faithfulness_ranking(curves),
+                  ["deletion AUC", "insertion AUC", "insertion - deletion"])

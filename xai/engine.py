@@ -8,8 +8,10 @@ from the activations ``A`` of the requested layers and ``dY/dA`` from ``torch.au
 * Score ``Y``: the raw logit of the target class (see :mod:`xai.targets`); probabilities are
   reported with softmax (sigmoid for single-logit models) at the card's temperature.
 * Maps stay torch tensors until the end; each final map is float32 in [0, 1] at the input
-  resolution (ReLU, min-max, bilinear upsampling, min-max), with its time, layer and a ``flat``
-  flag (a constant map is returned as zeros, never NaN).
+  resolution (ReLU, min-max, bilinear upsampling, min-max), with its time, layer, native grid
+  (the layer's h x w before upsampling) and a ``flat`` flag (a constant map is returned as
+  zeros, never NaN).
+* Which pass a method needs comes from the registry (:func:`xai.registry.method_info`).
 * Per-stage maps: ``gradcam_<stage>`` is Grad-CAM at ``stage_layers[stage]`` (e.g. ResNet
   ``layer3``/``layer4``); ``gradcam_fused`` is the mean of the normalised, input-size stage
   maps, min-max normalised again (every stage weighs the same).
@@ -37,11 +39,15 @@ from xai.folding import inference_forward
 from xai.maps import minmax, normalize_cams
 from xai.methods import GradCAM
 from xai.registry import (
+    OWN_PASSES,
+    SHARED_PASS,
     CamMethod,
     PassContext,
     PassMethod,
     canonical_name,
     get_method,
+    method_info,
+    method_names,
     registered_methods,
 )
 from xai.targets import Target, predicted, probabilities, resolve_targets, target_scores
@@ -60,10 +66,11 @@ __all__ = [
     "explain_tensor",
     "method_label",
     "resolve_methods",
+    "stage_methods",
 ]
 
-SINGLE_PASS = ("gradcam", "gradcampp", "hirescam", "xgradcam", "layercam", "eigencam", "haycam_plus")
-"""The seven maps that share one forward and one gradient pass at the target layer."""
+SINGLE_PASS = tuple(method_names(SHARED_PASS))
+"""The built-in maps that share one forward and one gradient pass at the target layer."""
 FUSED = "gradcam_fused"
 STAGE_PREFIX = "gradcam_"
 
@@ -76,7 +83,9 @@ class CamMap:
     time per image, excluding the shared forward/gradient pass (see ``Explanation.pass_ms``);
     for DT Grad-CAM and Score-CAM it includes their own passes. ``flat``: the raw map was
     constant, so ``map`` is all zeros. ``info``: extra numbers (HayCAM+ ``n_components``,
-    DT Grad-CAM ``threshold`` ...). ``mask``: DT Grad-CAM's region (bool (H, W)), else None.
+    DT Grad-CAM ``threshold``, ``sigma``, ``kept`` ...). ``mask``: DT Grad-CAM's region (bool
+    (H, W)), else None. ``grids``: the native (h, w) of the layer the map was computed at, before
+    upsampling (the fused map lists each stage's); empty when unknown.
     """
 
     name: str
@@ -87,6 +96,7 @@ class CamMap:
     flat: bool
     info: dict[str, float] = field(default_factory=dict)
     mask: np.ndarray | None = None
+    grids: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,18 +150,19 @@ def method_label(name: str) -> str:
         return name
 
 
+def stage_methods(stage_layers: Mapping[str, str] | None) -> list[str]:
+    """The per-stage map names of these stage layers and the fused map (none without stages)."""
+    stages = [STAGE_PREFIX + s for s in (stage_layers or {})]
+    return [*stages, FUSED] if stages else []
+
+
 def available_methods(
     stage_layers: Mapping[str, str] | None = None, include_expensive: bool = True
 ) -> list[str]:
-    """Every method name usable with these stage layers, in display order."""
-    names = list(SINGLE_PASS)
-    names += [STAGE_PREFIX + s for s in (stage_layers or {})]
-    if stage_layers:
-        names.append(FUSED)
-    for name, cls in registered_methods().items():
-        if name not in names and (include_expensive or not getattr(cls, "expensive", False)):
-            names.append(name)
-    return names
+    """Every method name usable with these stage layers, in display order: the shared-pass
+    methods, the stage maps, then the methods with passes of their own."""
+    return [*method_names(SHARED_PASS), *stage_methods(stage_layers),
+            *method_names(OWN_PASSES, include_expensive=include_expensive)]
 
 
 def resolve_methods(
@@ -160,11 +171,11 @@ def resolve_methods(
     """Canonical, de-duplicated method names.
 
     ``methods`` is a list of names or one comma-separated string. Groups: ``all`` (every method
-    except the expensive exact ``scorecam``, which must be named), ``single_pass`` (the seven
-    single-pass maps), ``stages`` (each stage map and the fused map).
+    except the expensive ones such as the exact ``scorecam``, which must be named),
+    ``single_pass`` (the shared-pass maps), ``stages`` (each stage map and the fused map).
     """
     items = [m for m in methods.split(",")] if isinstance(methods, str) else list(methods)
-    stage_names = [STAGE_PREFIX + s for s in (stage_layers or {})]
+    stage_names = stage_methods(stage_layers)[:-1]
     out: list[str] = []
     for item in items:
         key = canonical_name(item)
@@ -173,11 +184,11 @@ def resolve_methods(
         if key == "all":
             expanded = available_methods(stage_layers, include_expensive=False)
         elif key == "single_pass":
-            expanded = list(SINGLE_PASS)
+            expanded = method_names(SHARED_PASS)
         elif key == "stages":
             if not stage_names:
                 raise ValueError("method group 'stages' needs stage layers")
-            expanded = [*stage_names, FUSED]
+            expanded = stage_methods(stage_layers)
         elif key in stage_names:
             expanded = [key]
         elif key == FUSED:
@@ -212,6 +223,7 @@ class _Result:
     ms: float
     info: dict[str, torch.Tensor] = field(default_factory=dict)
     masks: torch.Tensor | None = None
+    grids: tuple[tuple[int, int], ...] = ()
 
 
 def _instantiate(name: str, options: Mapping[str, Mapping[str, Any]]) -> CamMethod | PassMethod:
@@ -235,14 +247,14 @@ class _Plan:
 
 
 def _plan(names: list[str], target_layer: str, stage_layers: Mapping[str, str]) -> _Plan:
-    kinds = {n: get_method(n) for n in names if n in registered_methods()}
-    cam_methods = [n for n, cls in kinds.items() if issubclass(cls, CamMethod)]
-    pass_methods = [n for n, cls in kinds.items() if issubclass(cls, PassMethod)]
+    infos = {n: method_info(n) for n in names if n in registered_methods()}
+    cam_methods = [n for n, info in infos.items() if info.kind == SHARED_PASS]
+    pass_methods = [n for n, info in infos.items() if info.kind == OWN_PASSES]
     wanted = [n[len(STAGE_PREFIX):] for n in names
               if n.startswith(STAGE_PREFIX) and n[len(STAGE_PREFIX):] in stage_layers]
     stages = list(stage_layers) if FUSED in names else wanted
     grad_layers = [stage_layers[s] for s in stages]
-    if any(kinds[n].needs_grad for n in cam_methods):  # type: ignore[union-attr]
+    if any(infos[n].needs_grad for n in cam_methods):
         grad_layers.insert(0, target_layer)
     grad_layers = list(dict.fromkeys(grad_layers))
     layers = list(dict.fromkeys(([target_layer] if cam_methods or pass_methods else [])
@@ -281,7 +293,8 @@ def _stage_maps(
         t0 = _now(device)
         layer = stage_layers[stage]
         maps, flat = normalize_cams(GradCAM().cam(acts[layer], grads[layer]), size)
-        stage_results[stage] = _Result(maps, flat, layer, (_now(device) - t0) * 1000)
+        stage_results[stage] = _Result(maps, flat, layer, (_now(device) - t0) * 1000,
+                                       grids=(_grid(acts[layer]),))
     results = {STAGE_PREFIX + stage: stage_results[stage] for stage in plan.wanted_stages}
     if FUSED in plan.names:
         t0 = _now(device)
@@ -289,8 +302,14 @@ def _stage_maps(
         flat = torch.stack([r.flat for r in stage_results.values()]).all(dim=0)
         fused = minmax(stacked.mean(dim=0), flat).clamp_(0.0, 1.0)
         ms = (_now(device) - t0) * 1000 + sum(r.ms for r in stage_results.values())
-        results[FUSED] = _Result(fused, flat, "+".join(stage_layers[s] for s in plan.stages), ms)
+        results[FUSED] = _Result(fused, flat, "+".join(stage_layers[s] for s in plan.stages), ms,
+                                 grids=tuple(r.grids[0] for r in stage_results.values()))
     return results
+
+
+def _grid(activations: torch.Tensor) -> tuple[int, int]:
+    """(h, w) of a layer's activations (B, K, h, w): the native resolution of its maps."""
+    return int(activations.shape[-2]), int(activations.shape[-1])
 
 
 def explain_batch(
@@ -332,13 +351,14 @@ def explain_batch(
         assert isinstance(method, CamMethod)
         raw, info = method.cam_with_info(acts[target_layer], grads.get(target_layer))
         maps, flat = normalize_cams(raw, size)
-        results[name] = _Result(maps, flat, target_layer, (_now(device) - t0) * 1000, info)
+        results[name] = _Result(maps, flat, target_layer, (_now(device) - t0) * 1000, info,
+                                grids=(_grid(acts[target_layer]),))
     results.update(_stage_maps(plan, stage_layers, acts, grads, size, device))
     if plan.pass_methods:
         ctx = PassContext(
             model=model, x=x, targets=targets, target_layer=target_layer, activations=acts,
             capture=lambda xx, lys, ng: forward_capture(model, xx, lys, ng),
-            infer=lambda xx: inference_forward(model, xx), score=target_scores,
+            infer=lambda xx: inference_forward(model, xx), score=target_scores, logits=logits,
         )
         for name in plan.pass_methods:
             t0 = _now(device)
@@ -347,7 +367,8 @@ def explain_batch(
             with torch.inference_mode(False), torch.enable_grad():
                 out = method.run(ctx)
             results[name] = _Result(out.maps, out.flat, out.layer, (_now(device) - t0) * 1000,
-                                    out.info, out.masks)
+                                    out.info, out.masks,
+                                    (_grid(acts[out.layer]),) if out.layer in acts else ())
     return _package(plan.names, results, logits, targets, temperature, class_names, pass_ms)
 
 
@@ -375,7 +396,7 @@ def _package(
                 name=name, label=method_label(name), map=maps_np[i], ms=r.ms / batch,
                 layer=r.layer, flat=bool(flat_np[i]),
                 info={k: float(v[i]) for k, v in info_np.items()},
-                mask=None if masks_np is None else masks_np[i],
+                mask=None if masks_np is None else masks_np[i], grids=r.grids,
             )
         out.append(Explanation(
             maps=maps_i, target_index=int(tgt[i]), predicted_index=int(preds[i]),

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,12 @@ import cv2
 import numpy as np
 
 from xai.cli import CliError, OneLineParser, fail, parse_options
-from xai.engine import explain_loaded, resolve_methods
+from xai.engine import CamMap, explain_loaded, resolve_methods
 from xai.metrics import localization_scores
 
-__all__ = ["IMAGE_SUFFIXES", "format_table", "ideal_map_scores", "main", "pair_files",
-           "reference_rows", "run_localization", "whole_frame_scores"]
+__all__ = ["IMAGE_SUFFIXES", "SCORES", "format_table", "grid_of", "ideal_map_scores", "main",
+           "pair_files", "reference_rows", "run_localization", "score_maps",
+           "whole_frame_scores"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
 SCORES = ("iou", "dice", "pointing", "energy")
@@ -79,15 +80,23 @@ def ideal_map_scores(gt: np.ndarray, grid: tuple[int, int], threshold: str = "ot
     return localization_scores(heat, gt, threshold=threshold, region=region).as_dict()
 
 
-def _cam_grid(loaded: Any, rgb: np.ndarray) -> tuple[int, int]:
-    """(h, w) of the target layer's activations for this image."""
-    from models.predict import model_view, view_to_input
-    from xai.capture import forward_capture
+def grid_of(maps: Mapping[str, CamMap], layer: str) -> tuple[int, int] | None:
+    """The native grid of the maps computed at ``layer`` (the CAM target layer), else of the
+    first map with one grid; None when no map knows its grid."""
+    single = [cam for cam in maps.values() if len(cam.grids) == 1]
+    at_layer = [cam for cam in single if cam.layer == layer]
+    return (at_layer or single)[0].grids[0] if single else None
 
-    layer = loaded.arch.target_layer
-    x = view_to_input(loaded, model_view(loaded, rgb))
-    h, w = forward_capture(loaded.model, x, [layer], False).activations[layer].shape[-2:]
-    return int(h), int(w)
+
+def score_maps(maps: Mapping[str, CamMap], gt: np.ndarray, threshold: str = "otsu",
+               region: str = "box") -> dict[str, dict[str, float]]:
+    """Scores of each map against a bool mask ``gt``: the map is resized to the mask
+    (bilinear), then :func:`xai.metrics.localization_scores`."""
+    scores = {}
+    for name, cam in maps.items():
+        heat = cv2.resize(cam.map, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+        scores[name] = localization_scores(heat, gt, threshold=threshold, region=region).as_dict()
+    return scores
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -134,21 +143,19 @@ def run_localization(
                                       file=sys.stderr):
         rgb = load_path(image_path).rgb
         gt = _read_mask(mask_path)
-        grid = grid or _cam_grid(loaded, rgb)
+        result = explain_loaded(loaded, rgb, methods=names, target=target, options=options)
+        grid = grid or grid_of(result.maps, loaded.arch.target_layer)
         for key, value in whole_frame_scores(gt).items():
             reference[key] += value
         for key, value in ideal_map_scores(gt, grid, threshold, region).items():
             ideal[key] += value
-        result = explain_loaded(loaded, rgb, methods=names, target=target, options=options)
         row: dict[str, Any] = {"file": image_path.name, "label": result.label,
-                               "confidence": result.confidence, "methods": {}}
-        for name, cam in result.maps.items():
-            heat = cv2.resize(cam.map, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
-            scores = localization_scores(heat, gt, threshold=threshold, region=region).as_dict()
-            row["methods"][name] = scores
+                               "confidence": result.confidence,
+                               "methods": score_maps(result.maps, gt, threshold, region)}
+        for name, scores in row["methods"].items():
             for key in SCORES:
                 totals[name][key] += scores[key]
-            totals[name]["ms"] += cam.ms + result.pass_ms
+            totals[name]["ms"] += result.maps[name].ms + result.pass_ms
         per_image.append(row)
     n = len(per_image)
     return {

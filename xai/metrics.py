@@ -6,8 +6,10 @@
   map's maximum inside G, optionally within a tolerance), energy-based pointing game (share of
   the map's mass inside G). Ground truth is a bool/0-255 mask or a box ``(x0, y0, x1, y1)``
   with exclusive ends. Two empty regions score IoU = Dice = 1.
-* Faithfulness: deletion and insertion AUC (our code: batched, on the target class's
-  probability) and ROAD (pytorch-grad-cam's ``pytorch_grad_cam.metrics.road``, reused).
+* Faithfulness: deletion and insertion curves (RISE, Petsiuk et al. 2018; our code: batched) on
+  the target's log-odds from a mean-colour baseline, rescaled per image so the baseline scores 0
+  and the image 1 (see :func:`perturbation_curve` for why), and ROAD (pytorch-grad-cam's
+  ``pytorch_grad_cam.metrics.road``, reused).
 """
 
 from __future__ import annotations
@@ -24,21 +26,27 @@ from xai.folding import inference_forward
 from xai.targets import probabilities
 
 __all__ = [
+    "BASELINES",
+    "CURVE_KINDS",
+    "CURVE_SCORES",
+    "MIN_SPAN",
     "Box",
     "LocalizationScores",
+    "PerturbationCurve",
     "as_mask",
+    "baseline_image",
     "box_to_mask",
-    "deletion_auc",
     "dice",
     "energy_pointing_game",
-    "insertion_auc",
     "iou",
     "largest_component",
     "localization_scores",
     "map_to_mask",
     "mask_to_box",
+    "perturbation_curve",
     "pointing_game",
     "road_scores",
+    "target_log_odds",
 ]
 
 Box = tuple[int, int, int, int]
@@ -202,34 +210,68 @@ def localization_scores(
                               energy_pointing_game(cam, g))
 
 
-def _target_prob(model: nn.Module, batch: torch.Tensor, target: int) -> torch.Tensor:
-    return probabilities(inference_forward(model, batch))[:, target]
+CURVE_KINDS = ("deletion", "insertion")
+CURVE_SCORES = ("log_odds", "probability")
+BASELINES = ("mean", "blur")
+MIN_SPAN = {"log_odds": 1.0, "probability": 0.1}
+"""Smallest score difference between the original and the baseline image for a curve to mean
+anything: a factor e (2.7x) in the odds, or 0.1 in probability."""
 
 
-def _perturbation_curve(
-    model: nn.Module, x: torch.Tensor, cam: np.ndarray, target: int, start: torch.Tensor,
-    end: torch.Tensor, steps: int, batch_size: int,
-) -> tuple[float, np.ndarray]:
-    """Probability of ``target`` as pixels go from ``start`` to ``end`` in decreasing-map order."""
-    if x.dim() == 4:
-        x = x[0]
-    h, w = x.shape[-2:]
-    cam_t = torch.as_tensor(np.asarray(cam, dtype=np.float32))
-    if tuple(cam_t.shape) != (h, w):
-        raise ValueError(f"map shape {tuple(cam_t.shape)} does not match input {(h, w)}")
-    order = torch.argsort(cam_t.flatten(), descending=True, stable=True).to(x.device)
-    counts = [round(i * h * w / steps) for i in range(steps + 1)]
-    rank = torch.empty(h * w, dtype=torch.long, device=x.device)
-    rank[order] = torch.arange(h * w, device=x.device)
-    probs = []
-    for i in range(0, len(counts), batch_size):
-        chunk = torch.tensor(counts[i:i + batch_size], device=x.device)
-        changed = (rank[None, :] < chunk[:, None]).view(-1, 1, h, w)
-        batch = torch.where(changed, end[None], start[None])
-        probs.append(_target_prob(model, batch, target))
-    curve = torch.cat(probs).float().cpu().numpy()
-    auc = float(np.trapezoid(curve, dx=1.0 / steps))
-    return auc, curve
+def target_log_odds(logits: torch.Tensor, target: int) -> torch.Tensor:
+    """(B,) log-odds of the target class: ``log p_t - log(1 - p_t) = z_t - logsumexp_{j != t} z_j``
+    (``+-z`` for a single-logit head). Unlike the probability it does not saturate near 1, and
+    a softmax temperature only scales it."""
+    z = logits.detach().float()
+    if z.shape[1] == 1:
+        return z[:, 0] if target == 1 else -z[:, 0]
+    others = torch.cat([z[:, :target], z[:, target + 1:]], dim=1)
+    return z[:, target] - torch.logsumexp(others, dim=1)
+
+
+def _target_score(model: nn.Module, batch: torch.Tensor, target: int, score: str) -> torch.Tensor:
+    logits = inference_forward(model, batch)
+    if score == "log_odds":
+        return target_log_odds(logits, target)
+    return probabilities(logits)[:, target]
+
+
+@dataclass(frozen=True)
+class PerturbationCurve:
+    """A deletion or insertion curve of one map (Petsiuk et al. 2018, RISE), made comparable.
+
+    ``scores``: the target's ``score`` (``log_odds`` or ``probability``) with 0, 1/steps, ..., all
+    pixels changed, most relevant first. ``curve``: the same, rescaled so that the baseline
+    image scores 0 and the original image 1: deletion falls from 1 to 0, insertion rises from 0
+    to 1, whatever the model's confidence (an affine map per image, so it ranks methods exactly
+    as the raw AUC does); it may leave [0, 1] where a part of the image scores beyond the whole.
+    ``auc``: area under ``curve`` (deletion: lower is better, insertion: higher), NaN when the
+    curve is not ``informative``: the original and the baseline image score within
+    ``MIN_SPAN`` of each other, so no pixel order can show anything.
+    """
+
+    kind: str
+    score: str
+    baseline: str
+    scores: np.ndarray
+    curve: np.ndarray
+    auc: float
+    informative: bool
+
+    @property
+    def image_score(self) -> float:
+        """Score of the original image."""
+        return float(self.scores[0] if self.kind == "deletion" else self.scores[-1])
+
+    @property
+    def baseline_score(self) -> float:
+        """Score of the baseline image (every pixel replaced)."""
+        return float(self.scores[-1] if self.kind == "deletion" else self.scores[0])
+
+    @property
+    def raw_auc(self) -> float:
+        """RISE's own figure: the area under ``scores`` (not comparable across images)."""
+        return float(np.trapezoid(self.scores, dx=1.0 / (len(self.scores) - 1)))
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -240,27 +282,58 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.from_numpy(out.transpose(2, 0, 1).copy()).to(x.device, x.dtype)
 
 
-def deletion_auc(
-    model: nn.Module, x: torch.Tensor, cam: np.ndarray, target: int, *, steps: int = 50,
-    batch_size: int = 16, baseline: str = "zero",
-) -> tuple[float, np.ndarray]:
-    """Deletion AUC (lower is better): remove pixels most-relevant first, replacing them with
-    ``baseline`` (``zero`` in normalised units, or ``blur``); area under the target probability
-    curve over the removed fraction 0..1. Returns (auc, curve of ``steps + 1`` values)."""
-    x0 = x[0] if x.dim() == 4 else x
-    base = torch.zeros_like(x0) if baseline == "zero" else _blur(x0, sigma=5.0)
-    return _perturbation_curve(model, x0, cam, target, x0, base, steps, batch_size)
+def baseline_image(x: torch.Tensor, baseline: str = "mean", sigma: float = 5.0) -> torch.Tensor:
+    """The image with no information left, (C, H, W): ``mean`` is zero in the model's normalised
+    input units (the normalisation's mean colour: mid grey for EfficientNet-Lite); ``blur`` a
+    Gaussian blur of ``sigma`` px (RISE's insertion start; it keeps colour, so a class told by
+    colour, such as bleeding, survives it)."""
+    if baseline == "mean":
+        return torch.zeros_like(x)
+    if baseline == "blur":
+        return _blur(x, sigma)
+    raise ValueError(f"unknown baseline {baseline!r}; use one of {', '.join(BASELINES)}")
 
 
-def insertion_auc(
-    model: nn.Module, x: torch.Tensor, cam: np.ndarray, target: int, *, steps: int = 50,
-    batch_size: int = 16, baseline: str = "blur",
-) -> tuple[float, np.ndarray]:
-    """Insertion AUC (higher is better): start from ``baseline`` (``blur`` or ``zero``) and
-    insert the original pixels most-relevant first; area under the target probability curve."""
+def perturbation_curve(
+    model: nn.Module, x: torch.Tensor, cam: np.ndarray, target: int, kind: str, *,
+    baseline: str = "mean", score: str = "log_odds", steps: int = 50, batch_size: int = 16,
+) -> PerturbationCurve:
+    """Deletion (pixels of ``x`` replaced by the ``baseline`` image, most relevant first) or
+    insertion (pixels of ``x`` put into the baseline image, most relevant first) of one map,
+    scored by the target's ``log_odds`` (default) or ``probability`` at ``steps + 1`` fractions.
+
+    Why not RISE's probability from a blurred start: on the capsule model the blurred frame is
+    still "bleeding" at 0.89-0.99 and the two-class softmax saturates, so every insertion curve
+    sat near 1 and every method, a map pointing away from the lesion included, scored ~1.
+    """
+    if kind not in CURVE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(CURVE_KINDS)}")
+    if score not in CURVE_SCORES:
+        raise ValueError(f"score must be one of {', '.join(CURVE_SCORES)}")
     x0 = x[0] if x.dim() == 4 else x
-    base = torch.zeros_like(x0) if baseline == "zero" else _blur(x0, sigma=5.0)
-    return _perturbation_curve(model, x0, cam, target, base, x0, steps, batch_size)
+    h, w = x0.shape[-2:]
+    cam_t = torch.as_tensor(np.asarray(cam, dtype=np.float32))
+    if tuple(cam_t.shape) != (h, w):
+        raise ValueError(f"map shape {tuple(cam_t.shape)} does not match input {(h, w)}")
+    base = baseline_image(x0, baseline)
+    start, end = (x0, base) if kind == "deletion" else (base, x0)
+    order = torch.argsort(cam_t.flatten(), descending=True, stable=True).to(x0.device)
+    counts = [round(i * h * w / steps) for i in range(steps + 1)]
+    rank = torch.empty(h * w, dtype=torch.long, device=x0.device)
+    rank[order] = torch.arange(h * w, device=x0.device)
+    chunks = []
+    for i in range(0, len(counts), batch_size):
+        chunk = torch.tensor(counts[i:i + batch_size], device=x0.device)
+        changed = (rank[None, :] < chunk[:, None]).view(-1, 1, h, w)
+        chunks.append(_target_score(model, torch.where(changed, end[None], start[None]),
+                                    target, score))
+    scores = torch.cat(chunks).float().cpu().numpy()
+    image, empty = (scores[0], scores[-1]) if kind == "deletion" else (scores[-1], scores[0])
+    informative = bool(abs(image - empty) >= MIN_SPAN[score])
+    curve = (scores - empty) / (image - empty) if image != empty else np.full_like(scores, np.nan)
+    auc = float(np.trapezoid(curve, dx=1.0 / steps)) if informative else float("nan")
+    return PerturbationCurve(kind, score, baseline, scores, curve.astype(np.float32), auc,
+                             informative)
 
 
 class _ProbTarget:

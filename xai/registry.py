@@ -9,6 +9,12 @@ Two kinds of method exist:
 * :class:`PassMethod` -- a method that needs passes of its own (DT Grad-CAM's noisy copies,
   Score-CAM's masked inputs); it receives a :class:`PassContext` and returns final maps.
 
+The registry is the one place that knows a method's metadata (:func:`method_info`): its
+``kind`` (which pass it needs: :data:`SHARED_PASS` or :data:`OWN_PASSES`), whether it needs the
+gradient, whether it is ``expensive`` (minutes on a CPU: run only when named), and whether it is
+a ``variant_of`` another method (fast Score-CAM approximates Score-CAM). Engine, compare page
+and app pages ask :func:`method_names` instead of listing names.
+
 Names are lower-case identifiers (``gradcam``, ``gradcampp``, ``haycam_plus`` ...); a few
 aliases (``gradcam++``, ``haycam+``, ``dt-gradcam`` ...) are accepted by :func:`canonical_name`.
 """
@@ -26,15 +32,27 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALIASES",
+    "KINDS",
+    "OWN_PASSES",
+    "SHARED_PASS",
     "CamMethod",
+    "MethodInfo",
     "PassContext",
     "PassMethod",
     "PassResult",
     "canonical_name",
     "get_method",
+    "method_info",
+    "method_names",
     "register_method",
     "registered_methods",
 ]
+
+SHARED_PASS = "shared_pass"
+"""Kind of a method computed from the ONE shared forward + gradient pass (:class:`CamMethod`)."""
+OWN_PASSES = "own_passes"
+"""Kind of a method that runs passes of its own (:class:`PassMethod`)."""
+KINDS = (SHARED_PASS, OWN_PASSES)
 
 
 class CamMethod:
@@ -47,7 +65,10 @@ class CamMethod:
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
+    kind: ClassVar[str] = SHARED_PASS
     needs_grad: ClassVar[bool] = True
+    expensive: ClassVar[bool] = False
+    variant_of: ClassVar[str | None] = None
 
     def weights(self, a: torch.Tensor, g: torch.Tensor | None) -> torch.Tensor:
         """Channel weights (B, K)."""
@@ -83,7 +104,8 @@ class PassContext:
     ``capture(x, layers, need_grad)`` runs one thread-safe forward with hooks (see
     :func:`xai.capture.forward_capture`); ``infer(x)`` runs a plain inference-mode forward in eval
     mode; ``score(logits, targets)`` gives the target score (raw logit) per sample.
-    ``activations`` holds the detached activations of the main pass for the input batch.
+    ``activations`` holds the detached activations of the main pass for the input batch, ``logits``
+    its logits (None when the caller has none: :meth:`clean_logits` then runs ``infer``).
     """
 
     model: torch.nn.Module
@@ -95,6 +117,11 @@ class PassContext:
     infer: Callable[[torch.Tensor], torch.Tensor]
     score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     options: Mapping[str, object] = field(default_factory=dict)
+    logits: torch.Tensor | None = None
+
+    def clean_logits(self) -> torch.Tensor:
+        """Logits of the unperturbed batch ``x`` (from the main pass when known)."""
+        return self.logits if self.logits is not None else self.infer(self.x)
 
 
 class PassMethod:
@@ -102,7 +129,10 @@ class PassMethod:
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
+    kind: ClassVar[str] = OWN_PASSES
+    needs_grad: ClassVar[bool] = True
     expensive: ClassVar[bool] = False
+    variant_of: ClassVar[str | None] = None
 
     def run(self, ctx: PassContext) -> PassResult:
         """Compute the maps for every sample of ``ctx.x``."""
@@ -164,3 +194,36 @@ def get_method(name: str) -> MethodClass:
 def registered_methods() -> dict[str, MethodClass]:
     """A copy of the registry (name -> class), in registration order."""
     return dict(_REGISTRY)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the registry knows of a method: display label, kind (:data:`SHARED_PASS` or
+    :data:`OWN_PASSES`), gradient need, cost, and the method it approximates (if any)."""
+
+    name: str
+    label: str
+    kind: str
+    needs_grad: bool
+    expensive: bool
+    variant_of: str | None
+
+
+def method_info(name: str) -> MethodInfo:
+    """The metadata of the method ``name`` (aliases accepted); ``KeyError`` for unknown names."""
+    cls = get_method(name)
+    return MethodInfo(cls.name, cls.label, cls.kind, cls.needs_grad, cls.expensive,
+                      cls.variant_of)
+
+
+def method_names(
+    kind: str | None = None, *, include_expensive: bool = True, include_variants: bool = True
+) -> list[str]:
+    """Registered names in registration order, filtered: only ``kind`` (when given), without
+    the ``expensive`` ones, without the variants (approximations) of other methods."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown method kind {kind!r}; use one of {', '.join(KINDS)}")
+    return [name for name, cls in _REGISTRY.items()
+            if (kind is None or cls.kind == kind)
+            and (include_expensive or not cls.expensive)
+            and (include_variants or cls.variant_of is None)]

@@ -175,6 +175,7 @@ def scorecam_raw(
 class ScoreCAM(PassMethod):
     """Exact Score-CAM: one masked forward per channel (K of them), ``batch_size`` at a time."""
 
+    needs_grad: ClassVar[bool] = False
     expensive: ClassVar[bool] = True
 
     def __init__(self, batch_size: int | None = None) -> None:
@@ -199,7 +200,8 @@ class FastScoreCAM(PassMethod):
     EfficientNet-Lite0, where plain top-k by mean activation reached only 0.81-0.89).
     """
 
-    expensive: ClassVar[bool] = False
+    needs_grad: ClassVar[bool] = False
+    variant_of: ClassVar[str | None] = "scorecam"
 
     def __init__(self, top_k: int = 16, select: str = "mixed", fill: str = "fit",
                  batch_size: int | None = None) -> None:

@@ -1,14 +1,17 @@
-"""DT Grad-CAM: one batched pass, zero outside its Otsu mask, matches the naive definition."""
+"""DT Grad-CAM: one batched pass, zero outside its Otsu mask, matches the naive definition,
+lowers its noise when the noisy copies lose the decision."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from tests.xai.conftest import TinyNet
 from xai import explain_batch, explain_tensor
 from xai.dt_gradcam import DTGradCAM, linear_weights, otsu_morph_mask
+from xai.legend import map_notes
 from xai.maps import minmax, upsample
 from xai.methods import GradCAM
 
@@ -77,3 +80,51 @@ def test_otsu_morph_mask_on_a_blob() -> None:
     mask, t = otsu_morph_mask(cam, 3)
     assert not mask[0, 0] and mask[15:25, 15:25].all() and not mask[35:, 35:].any()
     assert 0 <= t < 0.9
+
+
+class NoiseFragile(nn.Module):
+    """Class 0 for smooth images: its logit falls with the Laplacian energy that noise adds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer4 = nn.Conv2d(3, 3, 3, padding=1, bias=False, groups=3)
+        laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+        with torch.no_grad():
+            self.layer4.weight.copy_(laplacian.expand(3, 1, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        energy = self.layer4(x).abs().mean(dim=(1, 2, 3))
+        return torch.stack([1.0 - 5.0 * energy, torch.zeros_like(energy)], dim=1)
+
+
+def _smooth(batch: int = 2) -> torch.Tensor:
+    ramp = torch.linspace(-1, 1, 24)
+    return (ramp[None, :] * ramp[:, None]).expand(batch, 3, 24, 24).clone()
+
+
+def test_noise_is_lowered_until_the_copies_keep_the_decision() -> None:
+    model, x = NoiseFragile().eval(), _smooth()
+    assert (model(x).argmax(1) == 0).all()
+    fixed = explain_tensor(model, x[:1], target_layer="layer4", methods="dt_gradcam",
+                           options={"dt_gradcam": {"min_kept": 0}}).maps["dt_gradcam"]
+    assert fixed.info["kept"] < 0.5 and fixed.info["sigma"] == pytest.approx(0.1)
+    assert fixed.info["halvings"] == 0 and any("Only" in n for n in map_notes(fixed, "smooth"))
+    calls, handle = _count_forwards(model)
+    try:
+        exps = explain_batch(model, x, target_layer="layer4", methods="dt_gradcam")
+    finally:
+        handle.remove()
+    for e in exps:
+        cam = e.maps["dt_gradcam"]
+        assert cam.info["kept"] >= 0.5 and cam.info["sigma"] < 0.1
+        assert cam.info["sigma"] == pytest.approx(0.1 / 2 ** cam.info["halvings"])
+        assert any("Noise lowered" in n for n in map_notes(cam, "smooth"))
+    # main pass and first capture with hooks; the probes run on the folded inference copy
+    assert calls[:2] == [2, 16] and calls[-1] == 16 and len(calls) <= 4
+
+
+def test_bad_adaptation_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="min_kept"):
+        DTGradCAM(min_kept=1.5)
+    with pytest.raises(ValueError, match="max_halvings"):
+        DTGradCAM(max_halvings=-1)

@@ -5,22 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from tests.xai.conftest import TinyNet
 from xai.metrics import (
     as_mask,
+    baseline_image,
     box_to_mask,
-    deletion_auc,
     dice,
     energy_pointing_game,
-    insertion_auc,
     iou,
     largest_component,
     localization_scores,
     map_to_mask,
     mask_to_box,
+    perturbation_curve,
     pointing_game,
     road_scores,
+    target_log_odds,
 )
 
 
@@ -99,20 +101,83 @@ def test_localization_scores_box_and_mask() -> None:
     assert set(s.as_dict()) == {"iou", "dice", "pointing", "energy"}
 
 
+class RedDetector(nn.Module):
+    """A two-class model that reads colour, like a bleeding detector: class 0 when the image has
+    red, with a large logit scale (so its softmax saturates)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer4 = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        redness = torch.relu(self.layer4(x)[:, 0] - x[:, 1]).mean(dim=(1, 2))
+        return torch.stack([100 * redness, torch.zeros_like(redness)], dim=1)
+
+
+def _red_patch_image() -> tuple[torch.Tensor, np.ndarray]:
+    """A grey image (normalised units) with a red 12 x 12 patch, and a map on the patch."""
+    x = torch.full((1, 3, 48, 48), -0.2)
+    x[0, 0, 10:22, 26:38] = 1.0
+    cam = np.zeros((48, 48), np.float32)
+    cam[8:24, 24:40] = 1.0
+    cam += np.linspace(0, 0.1, 48, dtype=np.float32)[None, :]  # no ties in the pixel order
+    return x, cam
+
+
+def test_insertion_ranks_a_colour_model_where_rise_saturates() -> None:
+    """The bug of the Compare page: from a blurred start, with the softmax probability, a map on
+    the lesion and a map pointing away from it both scored ~1."""
+    model, (x, cam) = RedDetector().eval(), _red_patch_image()
+    away = cam.max() - cam
+    rise = [perturbation_curve(model, x, m, 0, "insertion", baseline="blur", score="probability")
+            for m in (cam, away)]
+    assert rise[0].scores[0] > 0.99 and min(c.raw_auc for c in rise) > 0.95  # saturated
+    good, bad = (perturbation_curve(model, x, m, 0, "insertion") for m in (cam, away))
+    assert good.informative and good.curve[0] == pytest.approx(0) and good.curve[-1] == 1
+    assert good.auc > 0.8 and bad.auc < 0.2
+    deleted = [perturbation_curve(model, x, m, 0, "deletion") for m in (cam, away)]
+    assert deleted[0].curve[0] == 1 and deleted[0].curve[-1] == pytest.approx(0)
+    assert deleted[0].auc < 0.2 < 0.8 < deleted[1].auc
+
+
+def test_a_baseline_that_keeps_the_evidence_is_not_informative() -> None:
+    model, (x, cam) = RedDetector().eval(), _red_patch_image()
+    x[0, 0] = 1.0  # red everywhere: a blurred copy is exactly as red
+    curve = perturbation_curve(model, x, cam, 0, "insertion", baseline="blur")
+    assert not curve.informative and np.isnan(curve.auc)
+    assert curve.baseline_score == pytest.approx(curve.image_score, abs=0.5)
+
+
+def test_log_odds_and_baselines() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    p = torch.softmax(logits, 1)[:, 0]
+    torch.testing.assert_close(target_log_odds(logits, 0), torch.log(p / (1 - p)))
+    single = torch.tensor([[1.5]])
+    assert float(target_log_odds(single, 1)) == 1.5 and float(target_log_odds(single, 0)) == -1.5
+    x = torch.randn(3, 16, 16)
+    assert float(baseline_image(x, "mean").abs().max()) == 0
+    assert float(baseline_image(x, "blur").std()) < float(x.std())
+    with pytest.raises(ValueError, match="baseline"):
+        baseline_image(x, "noise")
+
+
 @pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")
-def test_deletion_insertion_and_road_run(tiny: TinyNet) -> None:
+def test_curves_and_road_run_on_a_cnn(tiny: TinyNet) -> None:
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     cam = np.random.default_rng(0).random((32, 32)).astype(np.float32)
-    d_auc, d_curve = deletion_auc(tiny, x, cam, target=1, steps=8, batch_size=4)
-    i_auc, i_curve = insertion_auc(tiny, x, cam, target=1, steps=8, batch_size=4)
-    assert d_curve.shape == (9,) and i_curve.shape == (9,)
-    assert 0 <= d_auc <= 1 and 0 <= i_auc <= 1
+    deletion = perturbation_curve(tiny, x, cam, 1, "deletion", steps=8, batch_size=4,
+                                  score="probability")
+    insertion = perturbation_curve(tiny, x, cam, 1, "insertion", steps=8, batch_size=4,
+                                   score="probability")
+    assert deletion.scores.shape == (9,) and insertion.scores.shape == (9,)
     with torch.no_grad():
         p = torch.softmax(tiny(x), 1)[0, 1].item()
-    assert d_curve[0] == pytest.approx(p, abs=1e-5) and i_curve[-1] == pytest.approx(p, abs=1e-5)
-    with torch.no_grad():
         p0 = torch.softmax(tiny(torch.zeros_like(x)), 1)[0, 1].item()
-    assert d_curve[-1] == pytest.approx(p0, abs=1e-5)
+    assert deletion.image_score == pytest.approx(p, abs=1e-5)
+    assert insertion.image_score == pytest.approx(p, abs=1e-5)
+    assert deletion.baseline_score == pytest.approx(p0, abs=1e-5)
+    with pytest.raises(ValueError, match="map shape"):
+        perturbation_curve(tiny, x, cam[:8], 1, "deletion")
     road = road_scores(tiny, x, cam, target=1, percentiles=(20, 80))
     assert set(road) == {"morf", "lerf", "combined"}
     assert all(np.isfinite(v) for v in road.values())
