@@ -1,4 +1,4 @@
-"""Models: every installed model card, rendered (data, split, recipe, metrics, checksum)."""
+"""Models: every installed model card in plain words (data, split, recipe, metrics, checksum)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,28 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from models.card import ModelCard, headline
+from models.card_text import (
+    checks_text,
+    data_text,
+    metric_rows,
+    per_class_rows,
+    recipe_text,
+    split_text,
+)
 from models.registry import list_cards
 from pages import page_header
+
+CHART_HEIGHT = 480
+
+
+def sentences(container, title: str, lines: list[str]) -> None:
+    """A bold title and one line per sentence."""
+    container.markdown(f"**{title}**  \n" + "  \n".join(lines))
+
+
+def share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
 
 page_header("Models")
 
@@ -27,14 +47,13 @@ for folder, card in entries:
                    "as training). External: images from another source. Linear-probe baseline: "
                    "logistic regression on frozen ImageNet features, the floor to beat.")
         left, right = st.columns(2)
-        left.markdown(f"**Architecture** {card.arch}, input {card.input_size} px, "
-                      f"preprocessing `{card.preprocessing}`  \n**Classes** "
-                      f"{', '.join(card.classes)}  \n**Temperature** {card.temperature:.3f}")
+        sentences(left, "Model", [
+            f"{card.arch}, input {card.input_size} px, preprocessing `{card.preprocessing}`",
+            f"Classes: {', '.join(card.classes)}",
+            f"Softmax temperature {card.temperature:.3f} (fitted on validation images; below 1 "
+            "sharpens, above 1 softens the confidence)"])
         measured = card.trust.get("test")
         if measured:
-            def share(value: float | None) -> str:
-                return "n/a" if value is None else f"{value:.1%}"
-
             left.markdown(
                 f"**Trust signals** (test split, n={measured['n']}): "
                 f"{measured['uncertain_fraction']:.1%} flagged uncertain, accuracy "
@@ -43,39 +62,48 @@ for folder, card in entries:
                 f"{share(measured.get('ood_flagged_fraction'))} flagged out of distribution.")
         else:
             left.markdown("**Trust signals** not fitted: run `python -m training.trust`.")
-        left.markdown("**Data**")
-        left.json(card.data, expanded=False)
-        left.markdown("**Split**")
-        left.json(card.split, expanded=False)
-        right.markdown("**Recipe**")
-        right.json(card.recipe, expanded=False)
-        right.markdown(f"**Weights sha256** `{card.sha256}`  \n**Code version** "
-                       f"`{card.code_version}`  \n**Created** {card.created}")
-        scalars = {k: v for k, v in test.items() if isinstance(v, int | float)}
-        if scalars:
+        sentences(right, "Training data", data_text(card))
+        sentences(right, "Split", split_text(card))
+        sentences(st, "How it was trained", recipe_text(card))
+        if card.recipe.get("command"):
+            st.code(card.recipe["command"], language="bash", wrap_lines=True)
+        rows = metric_rows(test)
+        if rows:
             st.markdown("**Test-split metrics**")
-            st.dataframe([{"metric": k, "value": round(float(v), 4)} for k, v in scalars.items()],
-                         hide_index=True)
-        if isinstance(test.get("per_class"), dict):
-            st.dataframe([{"class": c, **{k: round(float(v), 4) for k, v in m.items()}}
-                          for c, m in test["per_class"].items()], hide_index=True)
-        plots = st.columns(3)
+            st.dataframe(rows, hide_index=True, height="content", width="stretch",
+                         column_config={"meaning": st.column_config.TextColumn(width="large")})
+        checks = checks_text(card)
+        if checks:
+            sentences(st, "Beyond the test split", checks)
+        per_class = per_class_rows(test)
+        if per_class:
+            st.markdown("**Per class** (sensitivity: share of that class found; specificity: "
+                        "share of the other classes correctly not called it; PPV / NPV: share "
+                        "of the calls for / against it that are right)")
+            st.dataframe(per_class, hide_index=True, height="content", width="stretch")
+        plots = st.columns(2)
         if test.get("confusion_matrix"):
             figure = go.Figure(go.Heatmap(z=test["confusion_matrix"], x=card.classes,
                                           y=card.classes, colorscale="Blues", texttemplate="%{z}"))
-            figure.update_layout(title="Confusion matrix", xaxis_title="predicted",
-                                 yaxis_title="true", height=380, yaxis_autorange="reversed")
+            figure.update_layout(title="Confusion matrix (test images)", xaxis_title="predicted",
+                                 yaxis_title="true", height=CHART_HEIGHT,
+                                 yaxis_autorange="reversed")
             plots[0].plotly_chart(figure, width="stretch", key=f"cm-{card.name}")
         if isinstance(test.get("roc"), dict):
             figure = go.Figure([go.Scatter(x=c["fpr"], y=c["tpr"], name=name)
                                 for name, c in test["roc"].items()])
-            figure.update_layout(title="ROC (one vs rest)", xaxis_title="false positive rate",
-                                 yaxis_title="true positive rate", height=380)
+            figure.update_layout(title="ROC curve per class (one vs rest)",
+                                 xaxis_title="false positive rate (1 - specificity)",
+                                 yaxis_title="true positive rate (sensitivity)",
+                                 height=CHART_HEIGHT)
             plots[1].plotly_chart(figure, width="stretch", key=f"roc-{card.name}")
         if isinstance(test.get("reliability"), dict):
             bins = test["reliability"]
             figure = go.Figure([go.Bar(x=bins["confidence"], y=bins["accuracy"], name="accuracy"),
                                 go.Scatter(x=[0, 1], y=[0, 1], name="perfect calibration")])
-            figure.update_layout(title="Reliability", xaxis_title="confidence",
-                                 yaxis_title="accuracy", height=380)
-            plots[2].plotly_chart(figure, width="stretch", key=f"rel-{card.name}")
+            figure.update_layout(title="Reliability: is a 90% confidence right 90% of the time?",
+                                 xaxis_title="stated confidence", yaxis_title="actual accuracy",
+                                 height=CHART_HEIGHT)
+            st.columns(2)[0].plotly_chart(figure, width="stretch", key=f"rel-{card.name}")
+        st.caption(f"Weights sha256 `{card.sha256}` (checked on every load) - code version "
+                   f"`{card.code_version}` - created {card.created}")

@@ -11,6 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tests.app.session import PAGES, REPO, button, open_page, upload
+from tests.conftest import register_tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +95,7 @@ def test_missing_model_disables_only_that_modality() -> None:
     assert not at.error
 
 
-def test_compare_runs_every_method_and_scores_a_mask() -> None:
+def test_compare_runs_every_method_and_ranks_them_against_a_mask() -> None:
     at = upload(open_page("compare"), "scan.png", _png(3))
     at.selectbox(key="compare-modality").set_value("mri").run()
     mask = np.zeros((96, 96), dtype=np.uint8)
@@ -107,9 +108,24 @@ def test_compare_runs_every_method_and_scores_a_mask() -> None:
     explanation = at.session_state["compare"][1]
     assert {"gradcam", "haycam_plus", "dt_gradcam", "scorecam_fast", "gradcam_fused"} <= set(
         explanation.maps)
+    captions = [img.proto.imgs[0].caption for img in at.get("image")]
+    assert len(captions) == len(explanation.maps)
+    assert all(" map" in c and "upsampled to 64 x 64" in c for c in captions), captions
+    assert not any("scorecam" in c or "gradcampp" in c for c in captions)
     scores = at.dataframe[-1].value
-    assert len(scores) == len(explanation.maps)
+    assert list(scores.columns) == ["rank", "method", "iou", "dice", "pointing", "energy"]
+    assert len(scores) == len(explanation.maps) + 2
+    assert list(scores["method"][-2:]) == ["(whole frame)", "(ideal 2 x 2 map)"]
+    assert set(scores["rank"][:-2]) != {"1"} and "" not in set(scores["rank"][:-2])
     assert ((scores["iou"] >= 0) & (scores["iou"] <= 1)).all()
+    button(at, "Compute deletion / insertion curves (about a second per method)").click().run()
+    assert not at.exception
+    faith = at.dataframe[-1].value
+    assert list(faith["method"]) == [cam.label for cam in explanation.maps.values()]
+    assert {"deletion AUC", "insertion AUC", "insertion - deletion"} <= set(faith.columns)
+    assert len(at.get("plotly_chart")) == 2
+    at.run()  # a rerun shows the stored curves without recomputing them
+    assert len(at.get("plotly_chart")) == 2 and not at.exception
 
 
 def test_models_page_renders_every_card(weights_env: Path) -> None:
@@ -118,6 +134,29 @@ def test_models_page_renders_every_card(weights_env: Path) -> None:
     titles = [e.label for e in at.expander]
     assert any("tiny-mri-resnet18" in t for t in titles)
     assert any("tiny-xray-resnet18" in t for t in titles)
+
+
+def test_models_page_speaks_plain_words(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    register_tiny_model(tmp_path, "xray", metrics={
+        "accuracy": 0.9, "n": 50, "iba": 0.8, "gmean": 0.88, "ece": 0.02,
+        "per_class": {"normal": {"sensitivity": 0.9, "specificity": 0.8, "support": 25},
+                      "pneumonia": {"sensitivity": 0.8, "specificity": 0.9, "support": 25}}},
+        split={"method": "stratified ratio split", "ratios": [8, 1, 1], "seed": 0},
+        recipe={"name": "default", "regime": "finetune", "epochs": 5, "rotation": 10,
+                "command": "python -m training.train --epochs 5"})
+    monkeypatch.setenv("MEDXAI_WEIGHTS_DIR", str(tmp_path))
+    at = open_page("models")
+    assert not at.exception and not at.get("json")  # no raw JSON
+    text = " ".join(m.value for m in at.markdown)
+    for heading in ("**Training data**", "**Split**", "**How it was trained**"):
+        assert heading in text
+    assert "Stratified ratio split 8:1:1" in text and "rotation up to 10 degrees" in text
+    metrics = at.dataframe[0].value
+    assert list(metrics.columns) == ["metric", "value", "meaning"]
+    assert "Index of balanced accuracy (IBA)" in set(metrics["metric"])
+    assert "iba" not in set(metrics["metric"]) and "gmean" not in set(metrics["metric"])
+    assert list(at.dataframe[1].value["class"]) == ["normal", "pneumonia"]
+    assert at.code[0].value == "python -m training.train --epochs 5"
 
 
 def test_navigation_reaches_every_page() -> None:

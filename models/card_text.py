@@ -1,0 +1,232 @@
+"""A model card in plain words: its data, split and recipe as sentences, its metrics named and
+explained, for the Models page and anyone reading a card without knowing its JSON keys.
+
+Every function takes a :class:`~models.card.ModelCard` (or its metrics) and tolerates missing
+keys: a card written by hand or by an older version gives fewer sentences, never an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from models.card import ModelCard
+
+__all__ = ["METRICS", "PER_CLASS", "checks_text", "data_text", "metric_rows", "per_class_rows",
+           "recipe_text", "split_text"]
+
+METRICS: dict[str, tuple[str, str]] = {
+    "accuracy": ("Accuracy", "share of test images given the right class"),
+    "balanced_accuracy": ("Balanced accuracy", "mean of the per-class sensitivities: every class "
+                          "counts the same, however many images it has"),
+    "macro_f1": ("F1 score, class average", "per-class F1 (balance of PPV and sensitivity), "
+                 "averaged over classes"),
+    "weighted_f1": ("F1 score, weighted", "per-class F1 averaged with the classes' image counts "
+                    "as weights"),
+    "gmean": ("G-mean", "geometric mean of the per-class sensitivities: low when any one class "
+              "is often missed"),
+    "iba": ("Index of balanced accuracy (IBA)", "G-mean squared per class, corrected for a "
+            "skew towards sensitivity or specificity (alpha 0.1), averaged over classes"),
+    "auc_macro": ("ROC AUC, class average", "chance that a random image of a class scores higher "
+                  "for that class than a random image of another class (1 = perfect, 0.5 = "
+                  "guessing)"),
+    "ece": ("Calibration error (ECE)", "average gap between the stated confidence and the actual "
+            "accuracy (0 = confidence can be taken at its word)"),
+    "n": ("Test images", "number of held-out test images these figures come from"),
+    "parameters": ("Parameters", "number of trained weights of the network"),
+}
+"""Scalar test metrics: key -> (plain name, one-line explanation)."""
+
+PER_CLASS: dict[str, str] = {
+    "sensitivity": "Sensitivity (recall)", "specificity": "Specificity",
+    "ppv": "PPV (precision)", "npv": "NPV", "f1": "F1", "auc": "ROC AUC",
+    "support": "Test images",
+}
+"""Per-class columns shown (precision and recall are the same numbers as PPV and sensitivity)."""
+
+
+def _count(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _counts(counts: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name} {_count(n)}" for name, n in counts.items())
+
+
+def _source(source: Mapping[str, Any]) -> str:
+    """``"wce-bleeding (800)"`` from a source record; ``DIR=LABEL`` sources name their label."""
+    path, _, label = str(source.get("source", "?")).partition("=")
+    name = path.rstrip("/").split("/")[-1] + (f" (all {label})" if label else "")
+    images = source.get("images")
+    return name + (f" ({_count(images)})" if isinstance(images, int) and images > 0 else "")
+
+
+def data_text(card: ModelCard) -> list[str]:
+    """The training data: name, licence, images per source and per class."""
+    data = card.data
+    lines = [f"**{data.get('name', 'Unnamed data set')}**"
+             + (f", licence: {data['licence']}" if data.get("licence") else "")]
+    sources = [s for s in data.get("sources") or [] if isinstance(s, Mapping)]
+    if data.get("images"):
+        where = f" from {', '.join(_source(s) for s in sources)}" if sources else ""
+        lines.append(f"{_count(data['images'])} images{where}.")
+    if isinstance(data.get("counts"), Mapping):
+        lines.append(f"Per class: {_counts(data['counts'])}.")
+    if data.get("max_per_class"):
+        lines.append(f"At most {_count(data['max_per_class'])} images per class were used.")
+    return lines
+
+
+def split_text(card: ModelCard) -> list[str]:
+    """How the images were divided into training, validation and test sets, and why test
+    images are not near-copies of training images."""
+    split = card.split
+    if not split:
+        return ["No split recorded."]
+    lines = []
+    method = str(split.get("method", "split"))
+    ratios = split.get("ratios")
+    ratio = f" {':'.join(f'{r:g}' for r in ratios)}" if isinstance(ratios, list) else ""
+    if split.get("folds"):
+        ratio = f", {split['folds']}-fold cross-validation, test fold {split.get('fold')}"
+    detail = [*(["training : validation : test"] if ratio and not split.get("folds") else []),
+              *([f"seed {split['seed']}"] if "seed" in split else [])]
+    lines.append(f"{method[0].upper()}{method[1:]}{ratio}"
+                 + (f" ({', '.join(detail)})" if detail else "") + ".")
+    counts = split.get("counts")
+    if isinstance(counts, Mapping):
+        names = {"train": "training", "val": "validation", "test": "test"}
+        lines.append("Images: " + "; ".join(
+            f"{names.get(part, part)} {_count(sum(c.values()) if isinstance(c, Mapping) else c)}"
+            for part, c in counts.items()) + ".")
+    if split.get("grouping"):
+        groups = (f" {_count(split['groups'])} groups" if split.get("groups") else "")
+        largest = (f", the largest of {_count(split['largest_group'])} images"
+                   if split.get("largest_group") else "")
+        lines.append(f"Near-duplicates stay in one set ({split['grouping']}):{groups}{largest}.")
+    if split.get("test_sha256"):
+        lines.append(f"The test file list is recorded (sha256 {str(split['test_sha256'])[:12]}...).")
+    return lines
+
+
+_REGIME = {"finetune": "Every layer fine-tuned", "feature": "Backbone frozen, only the head "
+           "trained", "scratch": "Trained from random weights"}
+_OPTIMISER = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+_BALANCE = {"loss": "classes weighted in the loss", "sampler": "classes balanced by the sampler",
+            "none": "no class balancing"}
+
+
+def _augmentation(recipe: Mapping[str, Any]) -> str:
+    parts = []
+    if recipe.get("rotation"):
+        parts.append(f"rotation up to {recipe['rotation']:g} degrees")
+    if recipe.get("shift"):
+        parts.append(f"shifts up to {recipe['shift']:.0%} of the side")
+    flips = [name for key, name in (("hflip", "horizontal"), ("vflip", "vertical"))
+             if recipe.get(key)]
+    if flips:
+        parts.append(f"{' and '.join(flips)} flips")
+    if recipe.get("brightness_alpha") or recipe.get("brightness_beta"):
+        parts.append(f"contrast x(1 +- {recipe.get('brightness_alpha', 0):g}) and brightness "
+                     f"+-{recipe.get('brightness_beta', 0):g}")
+    if recipe.get("crop_scale", 1) < 1:
+        parts.append(f"random crops keeping {recipe['crop_scale']:.0%} or more of the image")
+    if recipe.get("gamma_jitter"):
+        parts.append("gamma jitter")
+    if recipe.get("blur"):
+        parts.append(f"blur on {recipe['blur']:.0%} of the images")
+    if recipe.get("auto_augment") not in (None, "none"):
+        parts.append(f"{recipe['auto_augment']} automatic augmentation")
+    return ", ".join(parts) if parts else "none"
+
+
+def recipe_text(card: ModelCard) -> list[str]:
+    """How the model was trained, in sentences; the exact command is the caller's to show."""
+    recipe = card.recipe
+    if not recipe:
+        return ["No recipe recorded."]
+    lines = []
+    if recipe.get("name"):
+        lines.append(f"Recipe **{recipe['name']}**"
+                     + (f", after {recipe['source']}" if recipe.get("source") else "") + ".")
+    regime = _REGIME.get(str(recipe.get("regime")), str(recipe.get("regime", "")))
+    start = " from ImageNet weights" if recipe.get("pretrained") == "imagenet" else ""
+    if regime:
+        lines.append(f"{regime}{start}: {card.arch} at {card.input_size} px.")
+    if recipe.get("epochs"):
+        warmup = (f" after {recipe['warmup_epochs']} epochs training only the head"
+                  if recipe.get("warmup_epochs") else "")
+        stop = (f", stopped early after {recipe['patience']} epochs without improvement"
+                if recipe.get("patience") else "")
+        lines.append(f"Up to {recipe['epochs']} epochs{warmup}{stop}, batch {recipe.get('batch_size')}.")
+    if recipe.get("optimizer"):
+        schedule = {"cosine": "cosine decay", "step": "step decay",
+                    "constant": "constant rate"}.get(str(recipe.get("schedule")), "")
+        optimiser = _OPTIMISER.get(str(recipe["optimizer"]), str(recipe["optimizer"]))
+        lines.append(f"Optimiser {optimiser}, learning rate {recipe.get('lr'):g}"
+                     + (f" ({schedule})" if schedule else "")
+                     + (f", weight decay {recipe['weight_decay']:g}" if recipe.get("weight_decay") else "")
+                     + (f", label smoothing {recipe['label_smoothing']:g}"
+                        if recipe.get("label_smoothing") else "") + ".")
+    lines.append(f"Augmentation: {_augmentation(recipe)}.")
+    if recipe.get("balance"):
+        lines.append(f"Class balance: {_BALANCE.get(str(recipe['balance']), recipe['balance'])}.")
+    lines += [f"Note: {note}." for note in recipe.get("notes") or []]
+    return lines
+
+
+def metric_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The scalar test metrics as rows: plain name, value, what it means (known ones first, in
+    :data:`METRICS` order; unknown numbers by their key in words)."""
+    scalars = {k: v for k, v in metrics.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
+    keys = [k for k in METRICS if k in scalars] + [k for k in scalars if k not in METRICS]
+    rows = []
+    for key in keys:
+        name, meaning = METRICS.get(key, (key.replace("_", " ").capitalize(), ""))
+        value = scalars[key]
+        shown = (_count(int(value)) if key in ("n", "parameters")
+                 else f"{value:.1%}" if key not in ("ece",) and 0 <= value <= 1
+                 else f"{value:.4f}")
+        rows.append({"metric": name, "value": shown, "meaning": meaning})
+    return rows
+
+
+def per_class_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
+    """One row per class with the :data:`PER_CLASS` columns (percentages; ``n/a`` if absent)."""
+    per_class = metrics.get("per_class")
+    if not isinstance(per_class, Mapping):
+        return []
+    rows = []
+    for name, values in per_class.items():
+        row = {"class": str(name)}
+        for key, column in PER_CLASS.items():
+            value = values.get(key) if isinstance(values, Mapping) else None
+            row[column] = ("n/a" if not isinstance(value, int | float)
+                           else _count(value) if key == "support" else f"{value:.1%}")
+        rows.append(row)
+    return rows
+
+
+def checks_text(card: ModelCard) -> list[str]:
+    """Figures beyond the test split: external data, the linear-probe floor, cross-source runs
+    (models trained on one source and scored on another)."""
+    metrics = card.metrics
+    lines = []
+    external = metrics.get("external")
+    if isinstance(external, Mapping) and isinstance(external.get("accuracy"), float):
+        lines.append(f"On images from another source: {external['accuracy']:.1%} accuracy"
+                     + (f" (n={_count(external['n'])})" if external.get("n") else "") + ".")
+    probe = metrics.get("probe")
+    if isinstance(probe, Mapping) and isinstance(probe.get("accuracy"), float):
+        lines.append(f"Linear probe on frozen ImageNet features (the floor to beat): "
+                     f"{probe['accuracy']:.1%} on the same test images.")
+    cross = metrics.get("cross_source")
+    for run in cross.get("runs", []) if isinstance(cross, Mapping) else []:
+        if isinstance(run, Mapping) and isinstance(run.get("accuracy"), float):
+            lines.append(f"Same recipe trained on {run.get('trained_on')} only, scored on "
+                         f"{run.get('tested_on')}: {run['accuracy']:.1%}"
+                         + (f" (n={_count(run['n'])})" if run.get("n") else "")
+                         + (f", against {run['own_test_accuracy']:.1%} on its own test split"
+                            if isinstance(run.get("own_test_accuracy"), float) else "") + ".")
+    return lines

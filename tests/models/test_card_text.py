@@ -1,0 +1,116 @@
+"""A model card in plain words: data, split, recipe and metrics without JSON keys."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+
+from models.card import ModelCard
+from models.card_text import (
+    METRICS,
+    checks_text,
+    data_text,
+    metric_rows,
+    per_class_rows,
+    recipe_text,
+    split_text,
+)
+from tests.conftest import register_tiny_model
+
+SNAKE = re.compile(r"\b[a-z]+_[a-z_]+\b")
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory: pytest.TempPathFactory) -> ModelCard:
+    root = tmp_path_factory.mktemp("weights")
+    register_tiny_model(root, "xray")
+    return ModelCard.read(root / "tiny-xray-resnet18")
+
+
+def test_data_split_and_recipe_read_as_sentences(card: ModelCard) -> None:
+    full = replace(
+        card,
+        data={"name": "Chest X-rays", "licence": "CC BY 4.0", "images": 1200,
+              "sources": [{"source": "../shared/data/chest-xray", "images": 800},
+                          {"source": "../shared/data/more=pneumonia", "images": 0}],
+              "counts": {"normal": 500, "pneumonia": 700}},
+        split={"method": "stratified grouped ratio split", "seed": 0, "ratios": [8.0, 1.0, 1.0],
+               "counts": {"train": {"normal": 400, "pneumonia": 560},
+                          "val": {"normal": 50, "pneumonia": 70},
+                          "test": {"normal": 50, "pneumonia": 70}},
+               "grouping": "dHash 16x16, Hamming distance <= 24", "groups": 1100,
+               "largest_group": 9, "test_sha256": "ab" * 32},
+        recipe={"name": "spine-2026", "source": "Ahmad et al. 2026", "regime": "finetune",
+                "pretrained": "imagenet", "epochs": 20, "warmup_epochs": 3, "patience": 4,
+                "batch_size": 32, "optimizer": "adamw", "lr": 4e-4, "schedule": "cosine",
+                "weight_decay": 0.01, "label_smoothing": 0.05, "rotation": 10, "hflip": True,
+                "crop_scale": 0.6, "balance": "sampler", "notes": ["rotation: our choice"]})
+    data = " ".join(data_text(full))
+    assert "**Chest X-rays**, licence: CC BY 4.0" in data
+    assert "1,200 images from chest-xray (800), more (all pneumonia)." in data
+    assert "Per class: normal 500, pneumonia 700." in data
+    split = " ".join(split_text(full))
+    assert "Stratified grouped ratio split 8:1:1 (training : validation : test, seed 0)." in split
+    assert "Images: training 960; validation 120; test 120." in split
+    assert "1,100 groups, the largest of 9 images" in split and "abababababab..." in split
+    recipe = " ".join(recipe_text(full))
+    assert "Every layer fine-tuned from ImageNet weights: resnet18 at 64 px." in recipe
+    assert "Up to 20 epochs after 3 epochs training only the head" in recipe
+    assert "Optimiser AdamW, learning rate 0.0004 (cosine decay)" in recipe
+    assert "rotation up to 10 degrees, horizontal flips, random crops keeping 60%" in recipe
+    assert "classes balanced by the sampler" in recipe and "Note: rotation: our choice." in recipe
+    for text in (data, split, recipe):
+        assert not SNAKE.search(text.replace("resnet18", "")), text
+
+
+def test_a_bare_card_gives_fewer_sentences_not_errors(card: ModelCard) -> None:
+    bare = replace(card, data={}, split={}, recipe={}, metrics={})
+    assert data_text(bare) == ["**Unnamed data set**"]
+    assert split_text(bare) == ["No split recorded."]
+    assert recipe_text(bare) == ["No recipe recorded."]
+    assert metric_rows(bare.metrics) == [] and per_class_rows(bare.metrics) == []
+    assert checks_text(bare) == []
+
+
+def test_metrics_have_plain_names_and_a_meaning() -> None:
+    metrics = {"accuracy": 0.9876, "iba": 0.9753, "gmean": 0.9876, "ece": 0.0093, "n": 1620,
+               "parameters": 3373570, "auc_macro": 0.9998, "new_score": 0.5,
+               "evaluated_on": "test", "per_class": {"a": {"sensitivity": 0.9, "specificity": 1.0,
+                                                           "ppv": 0.8, "npv": 0.95, "f1": 0.85,
+                                                           "auc": None, "support": 40}}}
+    rows = {r["metric"]: r for r in metric_rows(metrics)}
+    assert rows["Index of balanced accuracy (IBA)"]["value"] == "97.5%"
+    assert "sensitivities" in rows["G-mean"]["meaning"]
+    assert rows["Calibration error (ECE)"]["value"] == "0.0093"
+    assert rows["Test images"]["value"] == "1,620" and rows["Parameters"]["value"] == "3,373,570"
+    assert rows["New score"]["value"] == "50.0%"  # unknown keys still get words
+    assert not any(SNAKE.search(r["metric"]) for r in rows.values())
+    assert all(meaning for _, meaning in METRICS.values())
+    (row,) = per_class_rows(metrics)
+    assert row == {"class": "a", "Sensitivity (recall)": "90.0%", "Specificity": "100.0%",
+                   "PPV (precision)": "80.0%", "NPV": "95.0%", "F1": "85.0%", "ROC AUC": "n/a",
+                   "Test images": "40"}
+
+
+def test_checks_name_probe_external_and_cross_source(card: ModelCard) -> None:
+    checked = replace(card, metrics={
+        "external": {"accuracy": 0.91, "n": 200}, "probe": {"accuracy": 0.8},
+        "cross_source": {"runs": [{"trained_on": "a", "tested_on": "b", "accuracy": 0.887,
+                                   "n": 2273, "own_test_accuracy": 0.945}]}})
+    assert checks_text(checked) == [
+        "On images from another source: 91.0% accuracy (n=200).",
+        "Linear probe on frozen ImageNet features (the floor to beat): 80.0% on the same test "
+        "images.",
+        "Same recipe trained on a only, scored on b: 88.7% (n=2,273), against 94.5% on its own "
+        "test split."]
+
+
+def test_shipped_cards_render() -> None:
+    from models.registry import list_cards
+
+    for _, shipped in list_cards():
+        if isinstance(shipped, ModelCard):
+            assert data_text(shipped) and split_text(shipped) and recipe_text(shipped)
+            assert metric_rows(shipped.metrics)[0]["metric"] == "Accuracy"
