@@ -23,9 +23,9 @@ from xai.overlay import overlay
 BEST, REFERENCE = "background-color: #c6efce", "color: #777; font-style: italic"
 
 
-def ranking_table(ranking: Ranking, columns: list[str]) -> None:
+def ranking_table(ranking: Ranking) -> None:
     """The ranking as a fully visible table: best cells green, reference rows grey."""
-    frame = pd.DataFrame(ranking.rows, columns=["rank", "method", *columns])
+    frame = pd.DataFrame(ranking.rows, columns=["rank", "method", *ranking.columns])
 
     def style(_: pd.DataFrame) -> pd.DataFrame:
         css = pd.DataFrame("", index=frame.index, columns=frame.columns)
@@ -90,8 +90,7 @@ if mask_file is not None:
                    "whole frame (a method below it has localised nothing) and the best map the "
                    "CAM grid can draw.")
         ranking_table(score_against_mask(explanation.maps, mask_rgb,
-                                         target_layer=loaded.arch.target_layer),
-                      ["iou", "dice", "pointing", "energy"])
+                                         target_layer=loaded.arch.target_layer))
 
 st.subheader("Faithfulness: deletion and insertion")
 st.caption("Pixels are removed from the image (deletion) or put into a mean-colour image "
@@ -118,5 +117,4 @@ if stored_curves is not None and stored_curves[0] == faith_key:
         figure.update_layout(title=title, xaxis_title="fraction of pixels, most relevant first",
                              yaxis_title="evidence (0 = mean colour, 1 = image)", height=420)
         column.plotly_chart(figure, width="stretch")
-    ranking_table(faithfulness_ranking(curves),
-                  ["deletion AUC", "insertion AUC", "insertion - deletion"])
+    ranking_table(faithfulness_ranking(curves))

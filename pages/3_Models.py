@@ -70,8 +70,7 @@ for folder, card in entries:
         rows = metric_rows(test)
         if rows:
             st.markdown("**Test-split metrics**")
-            st.dataframe(rows, hide_index=True, height="content", width="stretch",
-                         column_config={"meaning": st.column_config.TextColumn(width="large")})
+            st.table(rows, border="horizontal")  # a static table wraps the explanations
         checks = checks_text(card)
         if checks:
             sentences(st, "Beyond the test split", checks)

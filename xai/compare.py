@@ -78,11 +78,13 @@ class Ranking:
     """Rows for a table: one per method (ranked), then the reference rows (not ranked).
 
     ``rows``: dicts with ``method``, ``rank`` (``"1"``, ``"2="`` for a shared rank, ``"-"`` when
-    unscored) and the score columns. ``best``: per column, the row indices to highlight (the
-    best value among methods; none when every method has it). ``references``: the indices of
-    the reference rows. ``notes``: sentences to show under the table.
+    unscored) and the score ``columns`` (display names, in order). ``best``: per column, the row
+    indices to highlight (the best value among methods; none when every method has it).
+    ``references``: the indices of the reference rows. ``notes``: sentences to show under the
+    table.
     """
 
+    columns: list[str]
     rows: list[dict[str, object]]
     best: dict[str, list[int]]
     references: list[int] = field(default_factory=list)
@@ -120,7 +122,9 @@ def _best_cells(rows: Sequence[Mapping[str, object]], columns: Mapping[str, bool
     return best
 
 
-LOCALISATION_COLUMNS = {"iou": "IoU", "dice": "Dice", "pointing": "pointing", "energy": "energy"}
+LOCALISATION_COLUMNS = {"iou": "IoU", "dice": "Dice", "pointing": "pointing game",
+                        "energy": "energy share"}
+"""Score key -> column name of the localisation table."""
 
 
 def localisation_ranking(scores: Mapping[str, Mapping[str, float]],
@@ -128,20 +132,21 @@ def localisation_ranking(scores: Mapping[str, Mapping[str, float]],
                          decimals: int = 3) -> Ranking:
     """Methods ranked by IoU, then Dice, then energy share (rounded to ``decimals``, as shown);
     ``scores`` maps a method name to its localisation scores."""
-    rows: list[dict[str, object]] = [
-        {"method": method_label(name), **{k: round(float(s[k]), decimals)
-                                          for k in LOCALISATION_COLUMNS}}
-        for name, s in scores.items()]
-    keys = [(r["iou"], r["dice"], r["energy"]) for r in rows]
-    for row, rank in zip(rows, rank_labels(keys), strict=True):  # type: ignore[arg-type]
-        row["rank"] = rank
-    best = _best_cells(rows, dict.fromkeys(LOCALISATION_COLUMNS, True), decimals)
+    def row(name: str, values: Mapping[str, float]) -> dict[str, object]:
+        return {"method": name, **{column: round(float(values[key]), decimals)
+                                   for key, column in LOCALISATION_COLUMNS.items()}}
+
+    rows = [row(method_label(name), s) for name, s in scores.items()]
+    keys = [tuple(round(float(s[k]), decimals) for k in ("iou", "dice", "energy"))
+            for s in scores.values()]
+    for entry, rank in zip(rows, rank_labels(keys), strict=True):
+        entry["rank"] = rank
+    columns = list(LOCALISATION_COLUMNS.values())
+    best = _best_cells(rows, dict.fromkeys(columns, True), decimals)
     start = len(rows)
-    rows += [{"method": name, "rank": "", **{k: round(float(s[k]), decimals)
-                                            for k in LOCALISATION_COLUMNS}}
-             for name, s in references]
+    rows += [{**row(name, s), "rank": ""} for name, s in references]
     notes = [] if best else ["Every method scores the same here: the table ranks nothing."]
-    return Ranking(rows, best, list(range(start, len(rows))), notes)
+    return Ranking(columns, rows, best, list(range(start, len(rows))), notes)
 
 
 def score_against_mask(maps: Mapping[str, CamMap], mask_rgb: np.ndarray, *,
@@ -239,4 +244,4 @@ def faithfulness_ranking(results: Sequence[Faithfulness], decimals: int = 3) -> 
         notes.append(f"Not informative on this image: the {curve.baseline} baseline image scores "
                      f"{curve.baseline_score:.2f} ({curve.score.replace('_', '-')}) against "
                      f"{curve.image_score:.2f} for the image itself, too close to rank anything.")
-    return Ranking(rows, _best_cells(rows, columns, decimals), [], notes)
+    return Ranking(list(columns), rows, _best_cells(rows, columns, decimals), [], notes)

@@ -113,11 +113,12 @@ def test_compare_runs_every_method_and_ranks_them_against_a_mask() -> None:
     assert all(" map" in c and "upsampled to 64 x 64" in c for c in captions), captions
     assert not any("scorecam" in c or "gradcampp" in c for c in captions)
     scores = at.dataframe[-1].value
-    assert list(scores.columns) == ["rank", "method", "iou", "dice", "pointing", "energy"]
+    assert list(scores.columns) == ["rank", "method", "IoU", "Dice", "pointing game",
+                                    "energy share"]
     assert len(scores) == len(explanation.maps) + 2
     assert list(scores["method"][-2:]) == ["(whole frame)", "(ideal 2 x 2 map)"]
     assert set(scores["rank"][:-2]) != {"1"} and "" not in set(scores["rank"][:-2])
-    assert ((scores["iou"] >= 0) & (scores["iou"] <= 1)).all()
+    assert ((scores["IoU"] >= 0) & (scores["IoU"] <= 1)).all()
     button(at, "Compute deletion / insertion curves (about a second per method)").click().run()
     assert not at.exception
     faith = at.dataframe[-1].value
@@ -151,11 +152,11 @@ def test_models_page_speaks_plain_words(monkeypatch: pytest.MonkeyPatch, tmp_pat
     for heading in ("**Training data**", "**Split**", "**How it was trained**"):
         assert heading in text
     assert "Stratified ratio split 8:1:1" in text and "rotation up to 10 degrees" in text
-    metrics = at.dataframe[0].value
+    metrics = at.table[0].value
     assert list(metrics.columns) == ["metric", "value", "meaning"]
     assert "Index of balanced accuracy (IBA)" in set(metrics["metric"])
     assert "iba" not in set(metrics["metric"]) and "gmean" not in set(metrics["metric"])
-    assert list(at.dataframe[1].value["class"]) == ["normal", "pneumonia"]
+    assert list(at.dataframe[0].value["class"]) == ["normal", "pneumonia"]
     assert at.code[0].value == "python -m training.train --epochs 5"
 
 

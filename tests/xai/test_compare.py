@@ -80,12 +80,13 @@ def test_mask_ranking_rewards_the_right_place_and_has_reference_rows() -> None:
                                  target_layer="layer4")
     rows = {r["method"]: r for r in ranking.rows}
     assert rows["good"]["rank"] == "1" and rows["bad"]["rank"] == "2"
-    assert rows["good"]["pointing"] == 1.0 and rows["bad"]["pointing"] == 0.0
-    assert rows["good"]["iou"] > 0.5 > rows["bad"]["iou"]
-    assert ranking.best["iou"] == [0]
+    assert ranking.columns == ["IoU", "Dice", "pointing game", "energy share"]
+    assert rows["good"]["pointing game"] == 1.0 and rows["bad"]["pointing game"] == 0.0
+    assert rows["good"]["IoU"] > 0.5 > rows["bad"]["IoU"]
+    assert ranking.best["IoU"] == [0]
     refs = [ranking.rows[i] for i in ranking.references]
     assert [r["method"] for r in refs] == ["(whole frame)", "(ideal 8 x 8 map)"]
-    assert refs[0]["iou"] == pytest.approx(0.25) and refs[1]["iou"] > rows["good"]["iou"] - 0.01
+    assert refs[0]["IoU"] == pytest.approx(0.25) and refs[1]["IoU"] > rows["good"]["IoU"] - 0.01
     assert all(r["rank"] == "" for r in refs)
 
 
@@ -94,7 +95,7 @@ def test_a_column_everyone_ties_on_is_not_highlighted() -> None:
     ranking = localisation_ranking({"gradcam": same, "hirescam": same,
                                     "eigencam": {**same, "iou": 0.2}})
     assert [r["rank"] for r in ranking.rows] == ["1=", "1=", "3"]
-    assert ranking.best == {"iou": [0, 1]}  # dice, pointing, energy: all equal, none highlighted
+    assert ranking.best == {"IoU": [0, 1]}  # dice, pointing, energy: all equal, none highlighted
     tied = localisation_ranking({"gradcam": same, "hirescam": same})
     assert tied.best == {} and tied.notes
 
