@@ -5,7 +5,8 @@ gradient pass here (a naive version calls Grad-CAM N times). Otsu and morphology
 
 1. ``x_i = x + sigma * range(x) * eps_i``, ``eps_i ~ N(0, 1)``, i = 1..N (seeded generator);
    our addition: when fewer than ``min_kept`` of the copies keep the model's decision on ``x``,
-   sigma is halved (at most ``max_halvings`` times) and the copies drawn again;
+   sigma is halved as few times as needed (at most ``max_halvings``, found by a binary search
+   with logits-only probes) and the copies drawn again;
 2. ``M_i`` = Grad-CAM of ``x_i`` for the same target (ReLU + min-max per copy);
 3. ``M = sum_i w_i M_i / sum_i w_i`` with ``w_i`` decreasing linearly from 1 to 0.5;
 4. ``M`` upsampled to the input size and min-max normalised; Otsu threshold ``t`` on ``M``
@@ -92,25 +93,34 @@ class DTGradCAM(PassMethod):
 
     def run(self, ctx: PassContext) -> PassResult:
         b, size, layer = ctx.x.shape[0], tuple(ctx.x.shape[-2:]), ctx.target_layer
-        decision = predicted(ctx.clean_logits().detach()).view(b, 1)
+        decision = predicted(ctx.clean_logits().detach())
 
-        def kept_share(logits: torch.Tensor) -> torch.Tensor:
-            return (predicted(logits.detach()).view(b, self.n) == decision).float().mean(dim=1)
+        def kept_share(logits: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+            same = predicted(logits.detach()).view(-1, self.n) == decision[images, None]
+            return same.float().mean(dim=1)
 
-        sigma = torch.full((b,), float(self.sigma), device=ctx.x.device)
-        halvings = torch.zeros(b, device=ctx.x.device)
-        captured = ctx.capture(self.noisy_copies(ctx.x, sigma), [layer], True)
-        kept = kept_share(captured.logits)
-        if bool((kept < self.min_kept).any()):
-            # Lower the noise of the images whose copies lost the decision, probing with cheap
-            # inference passes; then ONE more capture at the noise found.
-            for _ in range(self.max_halvings):
-                lost = kept < self.min_kept
-                sigma, halvings = torch.where(lost, sigma / 2, sigma), halvings + lost.float()
-                kept = kept_share(ctx.infer(self.noisy_copies(ctx.x, sigma)))
-                if not bool((kept < self.min_kept).any()):
-                    break
-            captured = ctx.capture(self.noisy_copies(ctx.x, sigma), [layer], True)
+        everyone = torch.arange(b, device=ctx.x.device)
+        level = torch.zeros(b, dtype=torch.long, device=ctx.x.device)  # halvings of sigma
+        captured = ctx.capture(self.noisy_copies(ctx.x, self.sigma), [layer], True)
+        kept = kept_share(captured.logits, everyone)
+        lost = kept < self.min_kept
+        if bool(lost.any()) and self.max_halvings > 0:
+            # Binary search, per image, for the fewest halvings that keep the decision (more
+            # noise, fewer copies keep it), with logits-only probes; then ONE more capture.
+            lo = torch.where(lost, 1, 0)
+            hi = torch.where(lost, self.max_halvings, 0)
+            while bool((lo < hi).any()):
+                open_ = (lo < hi).nonzero()[:, 0]
+                mid = (lo[open_] + hi[open_]) // 2
+                probe = ctx.infer(self.noisy_copies(ctx.x[open_], self.sigma / 2.0 ** mid))
+                keeps = kept_share(probe, open_) >= self.min_kept
+                hi[open_] = torch.where(keeps, mid, hi[open_])
+                lo[open_] = torch.where(keeps, lo[open_], mid + 1)
+            level = lo
+            captured = ctx.capture(self.noisy_copies(ctx.x, self.sigma / 2.0 ** level), [layer],
+                                   True)
+            kept = kept_share(captured.logits, everyone)
+        sigma, halvings = self.sigma / 2.0 ** level.float(), level.float()
         targets = ctx.targets.repeat_interleave(self.n)
         score = ctx.score(captured.logits, targets).sum()
         a = captured.activations[layer]
