@@ -6,7 +6,9 @@ Grad-CAM++, HiResCAM, XGrad-CAM, LayerCAM, Eigen-CAM, HayCAM+ and the per-stage 
 from the activations ``A`` of the requested layers and ``dY/dA`` from ``torch.autograd.grad``.
 
 * Score ``Y``: the raw logit of the target class (see :mod:`xai.targets`); probabilities are
-  reported with softmax (sigmoid for single-logit models) at the card's temperature.
+  reported with softmax (sigmoid for single-logit models) at the card's temperature. The
+  predicted class (and default target) follows the card's two-class decision threshold when it
+  has one, as :func:`models.predict.predict` does, so maps explain the label the app shows.
 * Maps stay torch tensors until the end; each final map is float32 in [0, 1] at the input
   resolution (ReLU, min-max, bilinear upsampling, min-max), with its time, layer, native grid
   (the layer's h x w before upsampling) and a ``flat`` flag (a constant map is returned as
@@ -22,7 +24,7 @@ from the activations ``A`` of the requested layers and ``dY/dA`` from ``torch.au
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -262,16 +264,27 @@ def _plan(names: list[str], target_layer: str, stage_layers: Mapping[str, str]) 
     return _Plan(names, cam_methods, pass_methods, wanted, stages, layers, grad_layers)
 
 
+def _decided(logits: torch.Tensor, temperature: float, threshold: float | None) -> torch.Tensor:
+    """(B,) predicted classes: argmax, or the card's two-class decision threshold on the
+    calibrated probabilities (:func:`models.predict.decide`)."""
+    if threshold is None:
+        return predicted(logits)
+    from models.predict import decide
+
+    return decide(probabilities(logits, temperature), threshold)
+
+
 def _shared_pass(
     model: nn.Module, x: torch.Tensor, plan: _Plan, target: Target | Sequence[int | str],
-    class_names: Sequence[str] | None,
+    class_names: Sequence[str] | None, decide: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """ONE forward and (if needed) ONE gradient pass: (logits, targets, activations, grads)."""
     # The caller may be under no_grad / inference_mode (a Streamlit callback, say).
     with torch.inference_mode(False), torch.enable_grad():
         captured = forward_capture(model, x, plan.layers, bool(plan.grad_layers))
         logits = captured.logits
-        targets = resolve_targets(logits.detach(), target, class_names)
+        targets = (decide(logits.detach()) if target is None
+                   else resolve_targets(logits.detach(), target, class_names))
         grads: dict[str, torch.Tensor] = {}
         if plan.grad_layers:
             score = target_scores(logits, targets).sum()
@@ -323,12 +336,15 @@ def explain_batch(
     class_names: Sequence[str] | None = None,
     temperature: float = 1.0,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    decision_threshold: float | None = None,
 ) -> list[Explanation]:
     """Explain a batch ``x`` (B, C, H, W) with every requested method; one result per image.
 
     ``target_layer`` / ``stage_layers`` are dotted submodule names. ``target``: None (predicted
     class), an index, a class name, or one of those per image. ``options``: per-method keyword
     arguments, e.g. ``{"dt_gradcam": {"n": 8}, "scorecam_fast": {"top_k": 32}}``.
+    ``decision_threshold``: a two-class model's threshold on the calibrated probability of its
+    second class (the card's), which decides the predicted class.
     """
     if x.dim() != 4:
         raise ValueError(f"expected a (B, C, H, W) batch, got shape {tuple(x.shape)}")
@@ -341,7 +357,10 @@ def explain_batch(
     device = x.device
 
     start = _now(device)
-    logits, targets, acts, grads = _shared_pass(model, x, plan, target, class_names)
+    def decide(logits: torch.Tensor) -> torch.Tensor:
+        return _decided(logits, temperature, decision_threshold)
+
+    logits, targets, acts, grads = _shared_pass(model, x, plan, target, class_names, decide)
     pass_ms = (_now(device) - start) * 1000
 
     results: dict[str, _Result] = {}
@@ -369,18 +388,19 @@ def explain_batch(
             results[name] = _Result(out.maps, out.flat, out.layer, (_now(device) - t0) * 1000,
                                     out.info, out.masks,
                                     (_grid(acts[out.layer]),) if out.layer in acts else ())
-    return _package(plan.names, results, logits, targets, temperature, class_names, pass_ms)
+    return _package(plan.names, results, logits, targets, decide(logits), temperature,
+                    class_names, pass_ms)
 
 
 def _package(
     names: list[str], results: Mapping[str, _Result], logits: torch.Tensor,
-    targets: torch.Tensor, temperature: float, class_names: Sequence[str] | None,
-    pass_ms: float,
+    targets: torch.Tensor, predictions: torch.Tensor, temperature: float,
+    class_names: Sequence[str] | None, pass_ms: float,
 ) -> list[Explanation]:
     """Tensors -> one :class:`Explanation` of numpy maps per image (the only host copy)."""
     batch = logits.shape[0]
     probs = probabilities(logits, temperature).cpu().numpy()
-    preds = predicted(logits).cpu().numpy()
+    preds = predictions.cpu().numpy()
     logits_np = logits.float().cpu().numpy()
     tgt = targets.cpu().numpy()
     host = {name: (r.maps.cpu().numpy().astype(np.float32, copy=False), r.flat.cpu().numpy(),
@@ -418,6 +438,7 @@ def explain_tensor(
     class_names: Sequence[str] | None = None,
     temperature: float = 1.0,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    decision_threshold: float | None = None,
 ) -> Explanation:
     """Explain one image tensor (C, H, W) or (1, C, H, W); see :func:`explain_batch`."""
     if x.dim() == 3:
@@ -426,7 +447,8 @@ def explain_tensor(
         raise ValueError(f"expected one image (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
     return explain_batch(model, x, target_layer=target_layer, stage_layers=stage_layers,
                          methods=methods, target=target, class_names=class_names,
-                         temperature=temperature, options=options)[0]
+                         temperature=temperature, options=options,
+                         decision_threshold=decision_threshold)[0]
 
 
 def explain_loaded(
@@ -439,8 +461,9 @@ def explain_loaded(
 ) -> Explanation:
     """Explain an RGB image (H, W, 3 uint8) with a registry model (card preprocessing applied).
 
-    Layers come from the architecture spec, class names and temperature from the model card;
-    ``Explanation.image`` is the model's view of the image, on which the maps lie.
+    Layers come from the architecture spec, class names, temperature and decision threshold
+    from the model card; ``Explanation.image`` is the model's view of the image, on which the
+    maps lie.
     """
     from models.predict import model_view, view_to_input
 
@@ -450,5 +473,6 @@ def explain_loaded(
         loaded.model, x, target_layer=loaded.arch.target_layer,
         stage_layers=loaded.arch.stage_layers, methods=methods, target=target,
         class_names=loaded.card.classes, temperature=loaded.card.temperature, options=options,
+        decision_threshold=loaded.card.decision_threshold,
     )
     return replace(result, image=view)

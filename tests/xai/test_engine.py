@@ -238,3 +238,24 @@ def test_thread_safety_matches_sequential(tiny: TinyNet) -> None:
             np.testing.assert_allclose(results[key][name], ref, atol=1e-5,
                                        err_msg=f"thread {key} {name}")
     assert hook_count(tiny) == 0
+
+
+def test_maps_explain_the_label_the_decision_threshold_gives(tmp_path) -> None:
+    """A two-class card's decision threshold picks the label; the maps must explain that one."""
+    from models.predict import predict
+    from models.registry import load_for_modality
+    from tests.conftest import register_tiny_model
+    from xai import explain_loaded
+
+    rgb = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    register_tiny_model(tmp_path / "plain", "xray")
+    plain = load_for_modality("xray", tmp_path / "plain", device="cpu")
+    p1 = float(explain_loaded(plain, rgb, methods=["gradcam"]).probabilities[1])
+    flipped = p1 - 0.01 if p1 < 0.5 else p1 + 0.01  # the threshold reverses argmax's answer
+    register_tiny_model(tmp_path / "tuned", "xray", decision_threshold=flipped)
+    tuned = load_for_modality("xray", tmp_path / "tuned", device="cpu")
+    explanation = explain_loaded(tuned, rgb, methods=["gradcam"])
+    prediction = predict(tuned, rgb, views=False)
+    assert explanation.predicted_index == prediction.index == (1 if p1 < 0.5 else 0)
+    assert explanation.target_index == prediction.index and explanation.label == prediction.label
+    assert explanation.predicted_index != int(np.argmax(explanation.probabilities))
