@@ -15,6 +15,7 @@ from starlette.formparsers import MultiPartParser
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_image
 from models.registry import LoadedModel, ModelUnavailable, default_weights_dir, load_for_modality
 from models.route import Routing, describe, load_router, route
+from xai.viewer import EVERY_CLASS, MapCache
 
 PREDICTED = "predicted class"
 DISCLAIMER = ("Research and decision-support tool, **not a diagnosis**: a qualified clinician "
@@ -26,8 +27,24 @@ DISCLAIMER = ("Research and decision-support tool, **not a diagnosis**: a qualif
 MultiPartParser.spool_max_size = (st.get_option("server.maxUploadSize") + 1) * 2**20
 
 
+def _through_app_navigation() -> None:
+    """Reach every page through app.py's ``st.navigation`` (the sidebar's names).
+
+    A folder called ``pages/`` beside the entry script makes Streamlit run a page file on its
+    own (its first multipage mode: a sidebar entry named "app") until the process has run
+    ``st.navigation`` once, i.e. until someone opens Home. A browser that lands on another page
+    first switches the process over here and reruns, through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_header(title: str, *, prominent: bool = False) -> None:
     """Page setup, title and the disclaimer every page carries (a warning box if ``prominent``)."""
+    _through_app_navigation()
     st.set_page_config(page_title=f"MedXAI - {title}", layout="wide")
     st.title(title)
     (st.warning if prominent else st.caption)(DISCLAIMER)
@@ -154,7 +171,16 @@ def image_and_model(key: str, prompt: str) -> tuple[LoadedImage, str, LoadedMode
     return image, digest, loaded, routing
 
 
-def target_choice(loaded: LoadedModel, container=st) -> str | None:
-    """The class the maps explain: ``None`` for the predicted class, else a class name."""
-    choice = container.selectbox("Explain class", [PREDICTED, *loaded.card.classes])
+def target_choice(loaded: LoadedModel, container=st, *, every_class: bool = False) -> str | None:
+    """The class the maps explain: ``None`` for the predicted class, else a class name, or
+    (``every_class``) :data:`EVERY_CLASS`."""
+    extra = [EVERY_CLASS] if every_class else []
+    choice = container.selectbox("Explain class", [PREDICTED, *extra, *loaded.card.classes])
     return None if choice == PREDICTED else choice
+
+
+def session_map_cache() -> MapCache:
+    """This browser session's maps and rendered panels (kept across reruns, never on disk)."""
+    if "map-cache" not in st.session_state:
+        st.session_state["map-cache"] = MapCache()
+    return st.session_state["map-cache"]
