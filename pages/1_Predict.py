@@ -54,11 +54,13 @@ with st.sidebar:
               on_change=apply_to_every_view, args=(names,))
 
 left, right = st.columns([1, 2])
-left.image(image.rgb, caption=f"Uploaded ({image.meta.get('width')} x {image.meta.get('height')})")
+left.image(cache.thumbnail(digest, image.rgb),
+           caption=f"Uploaded ({image.meta.get('width')} x {image.meta.get('height')} px)")
 model_key = (digest, loaded.card.name, loaded.card.sha256)
 if st.button("Predict", type="primary", disabled=not requested):
     with st.spinner("Predicting..."):
-        st.session_state["predict"] = (model_key, predict(loaded, image.rgb))
+        view, _ = cache.view(loaded, digest, image.rgb)  # preprocessed once for both
+        st.session_state["predict"] = (model_key, predict(loaded, image.rgb, view=view))
 if not requested:
     st.warning("Choose at least one heat-map method.")
     st.stop()

@@ -129,16 +129,22 @@ def cached_router(weights_dir: str) -> LoadedModel | None:
     return load_router(Path(weights_dir))
 
 
-def modality_routing(image: LoadedImage, key: str) -> Routing:
+def modality_routing(image: LoadedImage, key: str, digest: str) -> Routing:
     """Modality box (automatic by default: the DICOM tag, else the router) and what it decided,
-    shown with any routing warning."""
+    shown with any routing warning. Decided once per image and choice, not on every rerun."""
     choice = st.selectbox(
         "Modality", [AUTOMATIC, *MODALITIES], key=f"{key}-modality",
         format_func=lambda m: "automatic" if m == AUTOMATIC else describe(m),
         help="Automatic: the DICOM Modality tag when present, else the modality router. "
              "Choose one to insist.")
-    routing = route(image, cached_router(str(default_weights_dir())),
-                    None if choice == AUTOMATIC else choice)
+    weights = str(default_weights_dir())
+    decided = (digest, choice, weights)
+    stored = st.session_state.get(f"{key}-routing")
+    if stored is None or stored[0] != decided:
+        stored = decided, route(image, cached_router(weights),
+                                None if choice == AUTOMATIC else choice)
+        st.session_state[f"{key}-routing"] = stored
+    routing = stored[1]
     reading = routing.router
     if routing.modality is not None:
         origin = {"dicom": "from the DICOM header", "router": "detected",
@@ -162,7 +168,7 @@ def image_and_model(key: str, prompt: str) -> tuple[LoadedImage, str, LoadedMode
         st.info(prompt)
         st.stop()
     image, digest = upload
-    routing = modality_routing(image, key)
+    routing = modality_routing(image, key, digest)
     if routing.modality is None:
         st.stop()
     loaded = model_or_error(routing.modality)

@@ -117,7 +117,9 @@ def overlay(
     heat = colorize(cam, cmap)
     out = cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
     if covered is not None:
-        out = np.where(_fit(covered.astype(np.float32), rgb.shape[:2])[:, :, None] > 0.5, out, rgb)
+        if covered.shape != rgb.shape[:2]:
+            covered = _fit(covered.astype(np.float32), rgb.shape[:2]) > 0.5
+        np.copyto(out, rgb, where=~covered[:, :, None])
     if contour is not None:
         if isinstance(contour, np.ndarray):
             region = contour

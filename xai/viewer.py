@@ -8,14 +8,16 @@ No Streamlit here (``pages/1_Predict.py`` only lays out widgets):
   all missing classes in ONE batched pass (:func:`xai.engine.explain_view`).
 * :func:`render` draws a map on the uploaded image through the preprocessing geometry (the
   resize, the MRI crop box) at any uniformly scaled size, or on the model's view.
-* :func:`linked_figure` lays the panels out as plotly subplots with shared axes: zooming or
-  panning one panel moves all of them. Axes count the uploaded image's pixels; only the
+* :func:`linked_figure` lays the panels out as plotly subplots with shared axes (a figure
+  dict): zooming or panning one panel moves all of them. Axes count the uploaded image's pixels; only the
   pictures inside are capped in size for the browser, never the coordinates.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -23,7 +25,6 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from imaging import ViewGeometry, display_shape, preprocess_with_geometry
@@ -194,6 +195,7 @@ class MapCache:
         self._heads = _Lru(32)
         self._maps = _Lru(max_maps)
         self._canvases = _Lru(4)
+        self._thumbnails = _Lru(8)
         self._panels = _Lru(max_panels)
         self.passes = 0
         """Explanation passes run so far (each covers every missing class and method)."""
@@ -209,6 +211,17 @@ class MapCache:
         return self._views.get_or_make(  # type: ignore[return-value]
             (image_key, self._model_key(loaded)),
             lambda: preprocess_with_geometry(rgb, card.preprocessing, card.input_size))
+
+    def thumbnail(self, image_key: str, rgb: np.ndarray, side: int = 480) -> np.ndarray:
+        """The image scaled down to ``side`` px at most, for a preview that is quick to send."""
+
+        def shrink() -> np.ndarray:
+            height, width = display_shape(*rgb.shape[:2], side)
+            if (height, width) == rgb.shape[:2]:
+                return rgb
+            return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+        return self._thumbnails.get_or_make(image_key, shrink)  # type: ignore[return-value]
 
     def explain(self, loaded: LoadedModel, image_key: str, rgb: np.ndarray,
                 methods: str | Sequence[str], targets: Sequence[int]) -> list[Explanation]:
@@ -278,62 +291,79 @@ def _title(explanation: Explanation, cam: CamMap, several: bool) -> str:
     return f"{cam.label} - {cam.ms:.0f} ms{flat}"
 
 
+_TITLE_PX = 30  # room for a panel's title above it
+_AXES = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="", constrain="domain")
+
+
+@functools.lru_cache(maxsize=32)
+def _grid_layout(n_rows: int, n_cols: int, vertical_spacing: float) -> str:
+    """Axes, domains and the matching of every axis to one (plotly's shared axes "all"), as
+    JSON: plotly's figure objects validate each property, a third of a second per rerun, so
+    the layout is built by ``make_subplots`` once per grid and the rest as plain dicts."""
+    return make_subplots(rows=n_rows, cols=n_cols, shared_xaxes="all", shared_yaxes="all",
+                         horizontal_spacing=0.012,
+                         vertical_spacing=vertical_spacing).layout.to_json()
+
+
 def linked_figure(rows: Sequence[Sequence[Panel | None]], canvas: Canvas, *,
-                  width_px: int = 950) -> go.Figure:
+                  width_px: int = 950) -> dict:
     """Panels as subplots with shared axes (zoom or pan one, all follow), each picture placed
     in the full-size image's pixel coordinates, a dashed box where the model's view lies
-    (when it is a crop), and a colour bar under each column of heat maps. ``width_px``: the
-    width the figure is expected to get, to size the rows to the pictures' aspect ratio."""
+    (when it is a crop), and a colour bar under each column of heat maps; a plotly figure
+    dict. ``width_px``: the width the figure is expected to get, to size the rows to the
+    pictures' aspect ratio."""
     geometry = canvas.geometry
     height, width = geometry.height, geometry.width
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    titles = [p.title if p is not None else "" for r in rows for p in
-              [*r, *[None] * (n_cols - len(r))]]
-    figure = make_subplots(rows=n_rows, cols=n_cols, shared_xaxes="all", shared_yaxes="all",
-                           horizontal_spacing=0.012, vertical_spacing=0.06 / max(1, n_rows),
-                           subplot_titles=titles)
-    for r, row in enumerate(rows, start=1):
-        for c, panel in enumerate(row, start=1):
+    row_height = min(700, max(160, width_px / n_cols * height / width))
+    plot_height = n_rows * row_height + (n_rows - 1) * _TITLE_PX
+    layout = json.loads(_grid_layout(n_rows, n_cols, round(_TITLE_PX / plot_height, 4)))
+    data: list[dict] = []
+    annotations: list[dict] = []
+    shapes: list[dict] = []
+    for r, row in enumerate(rows):
+        for c, panel in enumerate(row):
             if panel is None:
                 continue
+            suffix = str(r * n_cols + c + 1) if r or c else ""
+            x_domain, y_domain = (layout[f"{a}axis{suffix}"]["domain"] for a in "xy")
             dy, dx = height / panel.shape[0], width / panel.shape[1]
-            figure.add_trace(go.Image(
-                source=panel.uri, x0=dx / 2 - 0.5, y0=dy / 2 - 0.5, dx=dx, dy=dy,
-                name=panel.title, hovertemplate="x %{x:.0f}, y %{y:.0f}<extra></extra>"),
-                row=r, col=c)
+            data.append(dict(type="image", source=panel.uri, x0=dx / 2 - 0.5, y0=dy / 2 - 0.5,
+                             dx=dx, dy=dy, xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+                             name=panel.title,
+                             hovertemplate="x %{x:.0f}, y %{y:.0f}<extra></extra>"))
+            annotations.append(dict(text=panel.title, x=sum(x_domain) / 2, y=y_domain[1],
+                                    xref="paper", yref="paper", xanchor="center",
+                                    yanchor="bottom", showarrow=False, font=dict(size=12)))
             if geometry.cropped:
                 left, top, right, bottom = geometry.box
-                figure.add_shape(type="rect", x0=left - 0.5, y0=top - 0.5, x1=right - 0.5,
-                                 y1=bottom - 0.5, line=dict(color="white", width=1, dash="dash"),
-                                 row=r, col=c)
-    for c in range(1, n_cols + 1):
-        cmap = next((r[c - 1].cmap for r in rows if len(r) >= c and r[c - 1] is not None), None)
-        if cmap is not None:
-            _colour_bar(figure, cmap, c, n_cols)
-    axes = dict(showticklabels=False, showgrid=False, zeroline=False, ticks="",
-                constrain="domain")
-    figure.update_xaxes(range=[-0.5, width - 0.5], **axes)
-    figure.update_yaxes(range=[height - 0.5, -0.5], scaleanchor="x", constraintoward="top",
-                        **axes)
-    figure.update_annotations(font_size=12)
-    row_height = min(700, max(160, width_px / n_cols * height / width))
-    figure.update_layout(
-        height=int(row_height * n_rows) + 100,
-        margin=dict(l=4, r=4, t=28, b=64), dragmode="zoom", showlegend=False,
-        uirevision=f"{width}x{height}", plot_bgcolor="black")
-    return figure
+                shapes.append(dict(type="rect", xref=f"x{suffix}", yref=f"y{suffix}",
+                                   x0=left - 0.5, y0=top - 0.5, x1=right - 0.5, y1=bottom - 0.5,
+                                   line=dict(color="white", width=1, dash="dash")))
+            if r == 0 and panel.cmap is not None:
+                data.append(_colour_bar(panel.cmap, suffix, x_domain))
+    for key in layout:
+        if key.startswith("xaxis"):
+            layout[key].update(range=[-0.5, width - 0.5], **_AXES)
+        elif key.startswith("yaxis"):
+            layout[key].update(range=[height - 0.5, -0.5], scaleanchor="x",
+                               constraintoward="top", **_AXES)
+    layout.update(
+        annotations=annotations, shapes=shapes, height=round(plot_height) + _TITLE_PX + 64,
+        margin=dict(l=4, r=4, t=_TITLE_PX, b=64), dragmode="zoom", showlegend=False,
+        uirevision=f"{width}x{height}", plot_bgcolor="rgba(0,0,0,0)")
+    return {"data": data, "layout": layout}
 
 
-def _colour_bar(figure: go.Figure, cmap: str, col: int, n_cols: int) -> None:
-    """A horizontal colour bar under column ``col``: an invisible trace carrying the scale."""
-    axis = figure.get_subplot(1, col).xaxis
-    left, right = axis.domain
-    figure.add_trace(go.Scatter(
-        x=[None], y=[None], mode="markers", hoverinfo="skip",
+def _colour_bar(cmap: str, suffix: str, x_domain: Sequence[float]) -> dict:
+    """A horizontal colour bar under a column: an invisible trace carrying the scale."""
+    left, right = x_domain
+    return dict(
+        type="scatter", x=[None], y=[None], xaxis=f"x{suffix}", yaxis=f"y{suffix}",
+        mode="markers", hoverinfo="skip",
         marker=dict(colorscale=colorscale(cmap), cmin=0.0, cmax=1.0, color=[0.0],
                     showscale=True, colorbar=dict(
                         orientation="h", x=(left + right) / 2, xanchor="center",
                         len=(right - left) * 0.9, y=-0.01, yanchor="top", thickness=10,
                         tickvals=[0, 0.5, 1], ticktext=["low", "map value", "high"],
-                        tickfont=dict(size=10)))),
-        row=1, col=col)
+                        tickfont=dict(size=10))))

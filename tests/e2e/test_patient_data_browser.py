@@ -1,6 +1,7 @@
 """End to end: an upload carrying patient identifiers, through a real server and browser.
 
-Nothing identifying reaches the page, the downloaded reports or the server's output (run with
+Nothing identifying reaches the page (the map viewer's every view included), the downloads
+(reports and overlays, generated on click) or the server's output (run with
 every logger at DEBUG), and the upload is never written to disk: the server process opens no
 file for writing while it handles the upload (an audit hook reports every such open, unnamed
 temporary files included), and no file that changed under the temp dir or the repository holds
@@ -152,7 +153,12 @@ def test_upload_leaves_no_identifier_and_no_copy(page: Page, tiny_registry: Path
             {"name": name, "mimeType": "application/dicom", "buffer": upload})
         page.get_by_role("button", name="Predict").click()
         label = page.locator('[data-testid="stMetricValue"]').inner_text()
+        page.get_by_role("combobox", name="Explain class").click()  # the viewer's every view
+        page.get_by_role("option", name="every class (one row each)").click()
+        page.get_by_text("what the model sees").click()
+        page.locator(".js-plotly-plot g.imagelayer image").nth(12).wait_for(state="attached")
         reports = {kind: _download(page, f"Report ({kind})") for kind in ("HTML", "PDF")}
+        overlays = _download(page, "Overlays (PNG)")
         shown = page.evaluate(TEXT_WITHOUT_UPLOADER)
         end = time.time()
     changed_files = _holding(before, _snapshot(*roots), _traces(upload, name))
@@ -160,6 +166,7 @@ def test_upload_leaves_no_identifier_and_no_copy(page: Page, tiny_registry: Path
     assert label.strip() in TINY_CLASSES["mri"]
     assert leaked(shown) == []
     assert leaked(reports["HTML"]) == [] and leaked(pdf_text(reports["PDF"])) == []
+    assert overlays.startswith(b"\x89PNG") and leaked(overlays) == []
     assert "DEBUG:" in server_output  # the server's logging really is at DEBUG
     assert leaked(server_output) == []
     assert _writes_between(server_output, start, end) == []

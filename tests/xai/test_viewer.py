@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
@@ -101,10 +102,10 @@ def test_panels_at_uploaded_resolution_capped_only_for_display(cropping: LoadedM
             assert panel.shape == (expected, expected)
             assert _decoded(panel.uri).shape == (expected, expected, 3)
         figure = linked_figure(rows, canvas)
-        assert list(figure.layout.xaxis.range) == [-0.5, 1999.5]
-        assert list(figure.layout.yaxis.range) == [1999.5, -0.5]
-        images = [trace for trace in figure.data if trace.type == "image"]
-        assert len(images) == 4 and all(t.dx * expected == 2000 for t in images)
+        assert figure["layout"]["xaxis"]["range"] == [-0.5, 1999.5]
+        assert figure["layout"]["yaxis"]["range"] == [1999.5, -0.5]
+        images = [trace for trace in figure["data"] if trace["type"] == "image"]
+        assert len(images) == 4 and all(t["dx"] * expected == 2000 for t in images)
     assert canvas.geometry.cropped
     assert cache.passes == 1  # display changes computed nothing
 
@@ -141,19 +142,20 @@ def test_every_class_rows_and_linked_axes(mri: LoadedModel) -> None:
     rows, canvas = cache.panels(mri, "k", rgb, explanations, styles, mode=ORIGINAL,
                                 outline=False, max_side=1024)
     figure = linked_figure(rows, canvas)
-    layout = figure.layout
+    go.Figure(figure)  # a valid plotly figure
+    layout = figure["layout"]
     assert [len(row) for row in rows] == [4, 4, 4, 4] and rows[1][0] is None
     for letter in "xy":  # zoom or pan one panel, all follow: every axis matches one
         axes = [k for k in layout if k.startswith(f"{letter}axis")]
-        leaders = [k for k in axes if layout[k].matches is None]
+        leaders = [k for k in axes if layout[k].get("matches") is None]
         assert len(axes) == 16 and len(leaders) == 1
         leader = leaders[0].replace("axis", "")
-        assert all(layout[k].matches == leader for k in axes if k != leaders[0])
-    titles = [a.text for a in layout.annotations]
+        assert all(layout[k]["matches"] == leader for k in axes if k != leaders[0])
+    titles = [a["text"] for a in layout["annotations"]]
     for explanation in explanations:
         p = explanation.probabilities[explanation.target_index]
         assert f"{explanation.target_label} {p:.1%} - HiResCAM" in titles
-    bars = [t.marker.colorscale for t in figure.data if t.type == "scatter"]
+    bars = [t["marker"]["colorscale"] for t in figure["data"] if t["type"] == "scatter"]
     assert len(bars) == 3 and [list(c) for c in bars[1]] == [list(c) for c in
                                                               colorscale("cividis")]
     picture = sheet(canvas, explanations, styles, outline=False, tile_size=128)
