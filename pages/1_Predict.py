@@ -6,14 +6,23 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from models.predict import predict
-from pages import EVERY_CLASS, image_and_model, page_header, session_map_cache, target_choice
+from pages import (
+    EVERY_CLASS,
+    image_and_model,
+    keep_settings,
+    page_header,
+    session_map_cache,
+    target_choice,
+)
 from xai import available_methods, method_label, resolve_methods
 from xai.overlay import COLORBLIND_SAFE, COLORMAPS, overlay
 from xai.report import build_report_content, png_bytes, report_html, report_pdf
-from xai.viewer import DISPLAY_SIDES, VIEWS, Style, linked_figure, sheet, target_indices
+from xai.viewer import DISPLAY_SIDES, ORIGINAL, VIEWS, Style, linked_figure, sheet, target_indices
 
 DEFAULT_METHODS = ["gradcam", "hirescam", "haycam_plus"]
-DEFAULT_STYLE = Style()
+SETTINGS = {"predict-methods": DEFAULT_METHODS, "predict-stages": False,
+            "predict-view": ORIGINAL, "predict-side": next(iter(DISPLAY_SIDES)),
+            "predict-outline": False, "predict-cmap": Style().cmap, "predict-alpha": Style().alpha}
 
 
 def colormap_name(name: str) -> str:
@@ -28,6 +37,7 @@ def apply_to_every_view(names: list[str]) -> None:
 
 
 page_header("Predict")
+keep_settings(SETTINGS, prefixes=("predict-cmap-", "predict-alpha-"))
 
 image, digest, loaded, routing = image_and_model("predict", "Upload an image to start.")
 cache = session_map_cache()
@@ -35,8 +45,8 @@ cache = session_map_cache()
 with st.sidebar:
     st.header("Heat maps")
     choices = [m for m in available_methods(include_expensive=False) if m != "scorecam_fast"]
-    methods = st.multiselect("Methods", choices, default=DEFAULT_METHODS, format_func=method_label)
-    stages = st.checkbox("Add per-stage maps (stage 3, stage 4, fused)")
+    methods = st.multiselect("Methods", choices, key="predict-methods", format_func=method_label)
+    stages = st.checkbox("Add per-stage maps (stage 3, stage 4, fused)", key="predict-stages")
     target = target_choice(loaded, every_class=True)
     st.header("Display")
     mode = st.radio("Show the maps on", VIEWS, key="predict-view",
@@ -45,12 +55,12 @@ with st.sidebar:
     side = st.selectbox("Picture size sent to the browser", list(DISPLAY_SIDES), key="predict-side",
                         help="Only the pictures are scaled down; zoom and coordinates stay in "
                              "the uploaded image's pixels.")
-    outline = st.checkbox("Outline the map's region (Otsu)")
+    outline = st.checkbox("Outline the map's region (Otsu)", key="predict-outline")
     requested = [*methods, *(["stages"] if stages else [])]
     names = resolve_methods(requested, loaded.arch.stage_layers) if requested else []
     st.selectbox("Colour map, every view", list(COLORMAPS), key="predict-cmap",
                  format_func=colormap_name, on_change=apply_to_every_view, args=(names,))
-    st.slider("Opacity, every view", 0.0, 1.0, DEFAULT_STYLE.alpha, 0.05, key="predict-alpha",
+    st.slider("Opacity, every view", 0.0, 1.0, step=0.05, key="predict-alpha",
               on_change=apply_to_every_view, args=(names,))
 
 left, right = st.columns([1, 2])
@@ -105,9 +115,9 @@ for column, name in zip(controls[1:], names, strict=True):
     alpha = column.slider(f"{method_label(name)}: opacity", 0.0, 1.0, step=0.05,
                           key=f"predict-alpha-{name}")
     styles[name] = Style(cmap, alpha)
-rows, canvas = cache.panels(loaded, digest, image.rgb, explanations, styles, mode=mode,
+rows, extent = cache.panels(loaded, digest, image.rgb, explanations, styles, mode=mode,
                             outline=outline, max_side=DISPLAY_SIDES[side])
-st.plotly_chart(linked_figure(rows, canvas), key="predict-viewer", width="stretch",
+st.plotly_chart(linked_figure(rows, extent), key="predict-viewer", width="stretch",
                 config={"scrollZoom": True, "displaylogo": False})
 st.caption(f"Maps are computed on the model's {loaded.card.input_size} x "
            f"{loaded.card.input_size} px view ({loaded.card.preprocessing}) and carried back "
@@ -130,7 +140,9 @@ def report_content():
 
 c1, c2, c3 = st.columns(3)
 c1.download_button("Overlays (PNG)",
-                   lambda: png_bytes(sheet(canvas, explanations, styles, outline)),
+                   lambda: png_bytes(sheet(cache.canvas(loaded, digest, image.rgb, mode,
+                                                        DISPLAY_SIDES[side]),
+                                           explanations, styles, outline)),
                    file_name="medxai-overlays.png", mime="image/png", on_click="ignore")
 c2.download_button("Report (HTML)", lambda: report_html(report_content()),
                    file_name="medxai-report.html", mime="text/html", on_click="ignore")

@@ -190,3 +190,16 @@ def session_map_cache() -> MapCache:
     if "map-cache" not in st.session_state:
         st.session_state["map-cache"] = MapCache()
     return st.session_state["map-cache"]
+
+
+def keep_settings(defaults: dict[str, object], prefixes: tuple[str, ...] = ()) -> None:
+    """Keep the values of these widget keys (and of every key starting with one of
+    ``prefixes``) across runs in which their widgets are not drawn.
+
+    Streamlit forgets a widget's value when a run ends without drawing it: replacing the upload
+    passes through a run with no file, which stops the page before its controls, and the
+    settings would snap back to their defaults. Values set through ``st.session_state`` are
+    kept; widgets with these keys must then take no default of their own.
+    """
+    for key in [*defaults, *(k for k in st.session_state if str(k).startswith(prefixes))]:
+        st.session_state[key] = st.session_state.get(key, defaults.get(key))

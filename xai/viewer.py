@@ -28,6 +28,7 @@ import numpy as np
 from plotly.subplots import make_subplots
 
 from imaging import ViewGeometry, display_shape, preprocess_with_geometry
+from imaging.geometry import Box
 from xai.engine import CamMap, Explanation, explain_view, resolve_methods
 from xai.overlay import colorscale, overlay, threshold_contour, tile
 
@@ -41,6 +42,7 @@ __all__ = [
     "ORIGINAL",
     "VIEWS",
     "Canvas",
+    "Extent",
     "MapCache",
     "Panel",
     "Style",
@@ -94,12 +96,18 @@ class Canvas:
 @dataclass(frozen=True)
 class Panel:
     """One picture of the viewer, encoded for the browser (:func:`data_uri`) with its
-    (height, width) in pixels; ``cmap`` names the colour bar of a heat map (None: plain)."""
+    (height, width) in pixels; ``cmap`` names the colour bar of a heat map (None: plain);
+    ``box``: where the model's view lies, in the figure's coordinates (None: all of it)."""
 
     title: str
     uri: str
     shape: tuple[int, int]
     cmap: str | None = None
+    box: Box | None = None
+
+
+Extent = tuple[int, int]
+"""(height, width) of a figure's coordinates: the uploaded image's pixels."""
 
 
 def make_canvas(rgb: np.ndarray, view: np.ndarray, geometry: ViewGeometry, mode: str,
@@ -250,33 +258,77 @@ class MapCache:
                               for n in names})
                 for t in targets]
 
+    def canvas(self, loaded: LoadedModel, image_key: str, rgb: np.ndarray, mode: str,
+               max_side: int | None) -> Canvas:
+        """What this image's maps are drawn on in ``mode`` (see :func:`make_canvas`)."""
+        view, geometry = self.view(loaded, image_key, rgb)
+        return self._canvases.get_or_make(  # type: ignore[return-value]
+            (image_key, self._model_key(loaded), mode, max_side),
+            lambda: make_canvas(rgb, view, geometry, mode, max_side))
+
+    def _panel(self, loaded: LoadedModel, image_key: str, canvas: Canvas, extent: Extent,
+               title: str, drawn: tuple[CamMap, int, Style, bool] | None, *, mode: str,
+               max_side: int | None) -> Panel:
+        """The plain canvas (``drawn`` None) or one map over it, as a cached panel placed in
+        ``extent``; ``drawn`` = (map, target class, style, outline)."""
+        key: tuple = (image_key, self._model_key(loaded), mode, max_side)
+        if drawn is None:
+            uri = self._panels.get_or_make(key, lambda: data_uri(canvas.picture))
+        else:
+            cam, target, style, outline = drawn
+            uri = self._panels.get_or_make(
+                (*key, cam.name, target, style, outline),
+                lambda: data_uri(render(canvas, cam, style, outline)))
+        box = canvas.geometry.box_on(extent) if canvas.geometry.cropped else None
+        return Panel(title, uri, canvas.picture.shape[:2], None if drawn is None
+                     else drawn[2].cmap, box)  # type: ignore[arg-type]
+
     def panels(self, loaded: LoadedModel, image_key: str, rgb: np.ndarray,
                explanations: Sequence[Explanation], styles: Mapping[str, Style], *,
                mode: str, outline: bool, max_side: int | None) -> tuple[list[list[Panel | None]],
-                                                                         Canvas]:
+                                                                         Extent]:
         """Rows of panels, one row per explanation (class): the plain picture first (first row
-        only), then one overlay per method in its ``styles`` entry; and the canvas."""
-        view, geometry = self.view(loaded, image_key, rgb)
-        model = self._model_key(loaded)
-        canvas = self._canvases.get_or_make(
-            (image_key, model, mode, max_side),
-            lambda: make_canvas(rgb, view, geometry, mode, max_side))
-        assert isinstance(canvas, Canvas)
-        shape = canvas.picture.shape[:2]
-        plain = self._panels.get_or_make((image_key, model, mode, max_side),
-                                         lambda: data_uri(canvas.picture))
+        only), then one overlay per method in its ``styles`` entry; and the figure's extent."""
+        canvas = self.canvas(loaded, image_key, rgb, mode, max_side)
+        extent = (canvas.geometry.height, canvas.geometry.width)
+        options = dict(mode=mode, max_side=max_side)
         several = len(explanations) > 1
         rows: list[list[Panel | None]] = []
         for i, explanation in enumerate(explanations):
-            row: list[Panel | None] = [Panel(canvas.title, plain, shape) if i == 0 else None]
+            row: list[Panel | None] = [
+                self._panel(loaded, image_key, canvas, extent, canvas.title, None, **options)
+                if i == 0 else None]
             for name, cam in explanation.maps.items():
-                style = styles.get(name, Style())
-                uri = self._panels.get_or_make(
-                    (image_key, model, name, explanation.target_index, mode, max_side, style,
-                     outline), lambda c=cam, s=style: data_uri(render(canvas, c, s, outline)))
-                row.append(Panel(_title(explanation, cam, several), uri, shape, style.cmap))
+                drawn = (cam, explanation.target_index, styles.get(name, Style()), outline)
+                row.append(self._panel(loaded, image_key, canvas, extent,
+                                       _title(explanation, cam, several), drawn, **options))
             rows.append(row)
-        return rows, canvas
+        return rows, extent
+
+    def side_by_side(self, loaded: LoadedModel, images: Sequence[tuple[str, str, np.ndarray]],
+                     explanations: Sequence[Explanation], style: Style, *, mode: str,
+                     outline: bool, max_side: int | None) -> tuple[list[list[Panel | None]],
+                                                                   Extent]:
+        """Several images (e.g. a prior and a current study) in one row, each followed by its
+        map of one method: ``images`` are (label, image key, rgb), ``explanations`` theirs.
+        Coordinates are the first image's pixels; the others are scaled onto them."""
+        row: list[Panel | None] = []
+        extent: Extent | None = None
+        for (label, image_key, rgb), explanation in zip(images, explanations, strict=True):
+            canvas = self.canvas(loaded, image_key, rgb, mode, max_side)
+            extent = extent or (canvas.geometry.height, canvas.geometry.width)
+            options = dict(mode=mode, max_side=max_side)
+            row.append(self._panel(loaded, image_key, canvas, extent,
+                                   f"{label}: {canvas.title.lower()}", None, **options))
+            for cam in explanation.maps.values():
+                p = float(explanation.probabilities[explanation.target_index])
+                row.append(self._panel(
+                    loaded, image_key, canvas, extent,
+                    f"{label}: {cam.label}, {explanation.target_label} {p:.1%}",
+                    (cam, explanation.target_index, style, outline), **options))
+        if extent is None:
+            raise ValueError("no image to show")
+        return [row], extent
 
 
 def _gone() -> CamMap:
@@ -305,15 +357,14 @@ def _grid_layout(n_rows: int, n_cols: int, vertical_spacing: float) -> str:
                          vertical_spacing=vertical_spacing).layout.to_json()
 
 
-def linked_figure(rows: Sequence[Sequence[Panel | None]], canvas: Canvas, *,
+def linked_figure(rows: Sequence[Sequence[Panel | None]], extent: Extent, *,
                   width_px: int = 950) -> dict:
     """Panels as subplots with shared axes (zoom or pan one, all follow), each picture placed
-    in the full-size image's pixel coordinates, a dashed box where the model's view lies
-    (when it is a crop), and a colour bar under each column of heat maps; a plotly figure
-    dict. ``width_px``: the width the figure is expected to get, to size the rows to the
-    pictures' aspect ratio."""
-    geometry = canvas.geometry
-    height, width = geometry.height, geometry.width
+    over the ``extent`` in the full-size image's pixel coordinates, a dashed box where the
+    model's view lies (when it is a crop), and a colour bar under each column of heat maps
+    (of the first row); a plotly figure dict. ``width_px``: the width the figure is expected
+    to get, to size the rows to the pictures' aspect ratio."""
+    height, width = extent
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     row_height = min(700, max(160, width_px / n_cols * height / width))
     plot_height = n_rows * row_height + (n_rows - 1) * _TITLE_PX
@@ -335,8 +386,8 @@ def linked_figure(rows: Sequence[Sequence[Panel | None]], canvas: Canvas, *,
             annotations.append(dict(text=panel.title, x=sum(x_domain) / 2, y=y_domain[1],
                                     xref="paper", yref="paper", xanchor="center",
                                     yanchor="bottom", showarrow=False, font=dict(size=12)))
-            if geometry.cropped:
-                left, top, right, bottom = geometry.box
+            if panel.box is not None:
+                left, top, right, bottom = panel.box
                 shapes.append(dict(type="rect", xref=f"x{suffix}", yref=f"y{suffix}",
                                    x0=left - 0.5, y0=top - 0.5, x1=right - 0.5, y1=bottom - 0.5,
                                    line=dict(color="white", width=1, dash="dash")))

@@ -66,6 +66,23 @@ def test_display_controls_reuse_the_maps_and_methods_need_no_second_click() -> N
     assert [t.split(" - ")[0] for t in panel_titles(at)[1:]] == ["Eigen-CAM"]
 
 
+def test_display_settings_survive_replacing_the_upload() -> None:
+    """Replacing the file passes through a run with no file, which stops the page before its
+    controls; the colour maps, opacities and methods chosen stay."""
+    at = _predicted(_png(7))
+    at.selectbox(key="predict-cmap").set_value("viridis").run()
+    at.slider(key="predict-alpha-hirescam").set_value(0.9).run()
+    at.multiselect(key="predict-methods").set_value(["gradcam", "hirescam"]).run()
+    at.file_uploader[0].clear()
+    at.run()
+    assert not at.selectbox  # the page stopped before its controls
+    at = upload(at, "next.png", _png(8))
+    button(at, "Predict").click().run()
+    assert at.selectbox(key="predict-cmap-gradcam").value == "viridis"
+    assert at.slider(key="predict-alpha-hirescam").value == 0.9
+    assert at.multiselect(key="predict-methods").value == ["gradcam", "hirescam"]
+
+
 def test_a_2000_pixel_upload_keeps_its_resolution() -> None:
     """Axes span the uploaded 2000 px; only the pictures sent to the browser are capped."""
     at = _predicted(_png(4, size=2000))

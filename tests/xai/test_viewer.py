@@ -95,18 +95,19 @@ def test_panels_at_uploaded_resolution_capped_only_for_display(cropping: LoadedM
     cache, rgb = MapCache(), _head(2000)
     explanations = cache.explain(cropping, "big", rgb, METHODS, [0])
     for side, expected in ((1024, 1024), (None, 2000)):
-        rows, canvas = cache.panels(cropping, "big", rgb, explanations, {}, mode=ORIGINAL,
+        rows, extent = cache.panels(cropping, "big", rgb, explanations, {}, mode=ORIGINAL,
                                     outline=True, max_side=side)
         assert [len(row) for row in rows] == [1 + len(METHODS)]
         for panel in rows[0]:
             assert panel.shape == (expected, expected)
             assert _decoded(panel.uri).shape == (expected, expected, 3)
-        figure = linked_figure(rows, canvas)
+        figure = linked_figure(rows, extent)
         assert figure["layout"]["xaxis"]["range"] == [-0.5, 1999.5]
         assert figure["layout"]["yaxis"]["range"] == [1999.5, -0.5]
         images = [trace for trace in figure["data"] if trace["type"] == "image"]
         assert len(images) == 4 and all(t["dx"] * expected == 2000 for t in images)
-    assert canvas.geometry.cropped
+    assert extent == (2000, 2000) and all(p.box == rows[0][0].box for p in rows[0])
+    assert len(figure["layout"]["shapes"]) == 4  # the model's view outlined on every panel
     assert cache.passes == 1  # display changes computed nothing
 
 
@@ -139,9 +140,9 @@ def test_every_class_rows_and_linked_axes(mri: LoadedModel) -> None:
     cache, rgb = MapCache(), _head(300)
     explanations = cache.explain(mri, "k", rgb, METHODS, [0, 1, 2, 3])
     styles = {"hirescam": Style("cividis", 0.6)}
-    rows, canvas = cache.panels(mri, "k", rgb, explanations, styles, mode=ORIGINAL,
+    rows, extent = cache.panels(mri, "k", rgb, explanations, styles, mode=ORIGINAL,
                                 outline=False, max_side=1024)
-    figure = linked_figure(rows, canvas)
+    figure = linked_figure(rows, extent)
     go.Figure(figure)  # a valid plotly figure
     layout = figure["layout"]
     assert [len(row) for row in rows] == [4, 4, 4, 4] and rows[1][0] is None
@@ -158,6 +159,7 @@ def test_every_class_rows_and_linked_axes(mri: LoadedModel) -> None:
     bars = [t["marker"]["colorscale"] for t in figure["data"] if t["type"] == "scatter"]
     assert len(bars) == 3 and [list(c) for c in bars[1]] == [list(c) for c in
                                                               colorscale("cividis")]
+    canvas = cache.canvas(mri, "k", rgb, ORIGINAL, 1024)
     picture = sheet(canvas, explanations, styles, outline=False, tile_size=128)
     assert picture.shape[1] > 4 * 128 and picture.shape[0] > 4 * 128
 
