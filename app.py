@@ -1,4 +1,5 @@
-"""MedXAI entry point: the navigation (Home, Predict, Compare, Models) and the home page.
+"""MedXAI entry point: the navigation (Home, Predict, Worklist, Compare, Models) and the home
+page.
 
 The other pages are the files in ``pages/``; ``st.navigation`` names them, so no sidebar entry
 is called after a file.
@@ -73,6 +74,7 @@ def home() -> None:
 st.navigation([
     st.Page(home, title="Home", icon=":material/home:", default=True),
     st.Page("pages/1_Predict.py", title="Predict", icon=":material/biotech:", url_path="Predict"),
+    st.Page("pages/4_Worklist.py", title="Worklist", icon=":material/list:", url_path="Worklist"),
     st.Page("pages/2_Compare.py", title="Compare", icon=":material/compare:", url_path="Compare"),
     st.Page("pages/3_Models.py", title="Models", icon=":material/info:", url_path="Models"),
 ]).run()

@@ -6,13 +6,13 @@ Streamlit glue only; the work is done by ``imaging``, ``models`` and ``xai``. Th
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import streamlit as st
 from starlette.formparsers import MultiPartParser
 
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_image
+from imaging.archive import content_digest
 from models.registry import LoadedModel, ModelUnavailable, default_weights_dir, load_for_modality
 from models.route import Routing, describe, load_router, route
 from xai.viewer import EVERY_CLASS, MapCache
@@ -73,11 +73,6 @@ def _decode(data: bytes, name: str, frame: int | None, window: Window | None) ->
     return load_image(data, name=name, frame=frame, window=window)
 
 
-def upload_digest(data: bytes) -> str:
-    """Short content hash identifying an upload in session state (no file name, no metadata)."""
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
 def image_upload(key: str) -> tuple[LoadedImage, str] | None:
     """Upload widget plus DICOM frame/window controls; the decoded image and its digest.
 
@@ -98,7 +93,7 @@ def image_upload(key: str) -> tuple[LoadedImage, str] | None:
     except ImageInputError as exc:
         st.error(f"Cannot use {uploaded.name}: {exc}")
         return None
-    return image, upload_digest(data) + f"-{image.meta.get('frame')}-{image.meta.get('window')}"
+    return image, content_digest(data) + f"-{image.meta.get('frame')}-{image.meta.get('window')}"
 
 
 def _dicom_controls(image: LoadedImage, key: str) -> tuple[int | None, Window | None]:

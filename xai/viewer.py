@@ -229,7 +229,7 @@ class MapCache:
                 return rgb
             return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
 
-        return self._thumbnails.get_or_make(image_key, shrink)  # type: ignore[return-value]
+        return self._thumbnails.get_or_make((image_key, side), shrink)  # type: ignore[return-value]
 
     def explain(self, loaded: LoadedModel, image_key: str, rgb: np.ndarray,
                 methods: str | Sequence[str], targets: Sequence[int]) -> list[Explanation]:
