@@ -9,11 +9,12 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = {"predict": "1_Predict.py", "compare": "2_Compare.py", "models": "3_Models.py"}
+PAGES = {"predict": "1_Predict.py", "compare": "2_Compare.py", "models": "3_Models.py",
+         "worklist": "4_Worklist.py"}
 
 
 def open_page(name: str) -> AppTest:
-    """The page ``name`` (predict, compare or models), run once."""
+    """The page ``name`` (predict, compare, models or worklist), run once."""
     return AppTest.from_file(str(REPO / "pages" / PAGES[name]), default_timeout=120).run()
 
 

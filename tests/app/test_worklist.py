@@ -11,10 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.worklist import to_csv
-from tests.app.session import REPO, viewer_figure
+from tests.app.session import open_page, viewer_figure
 from tests.imaging.builders import dicom_bytes, noise_image
-
-PAGE = REPO / "pages" / "4_Worklist.py"
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +43,7 @@ def _tagged(modality: str):
 
 
 def _worklist(files: dict[str, bytes], modality: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(PAGE), default_timeout=120).run()
+    at = open_page("worklist")
     if modality:
         at.selectbox(key="worklist-modality").set_value(modality).run()
     for name, data in files.items():

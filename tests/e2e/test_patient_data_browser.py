@@ -1,7 +1,8 @@
 """End to end: an upload carrying patient identifiers, through a real server and browser.
 
-Nothing identifying reaches the page (the map viewer's every view included), the downloads
-(reports and overlays, generated on click) or the server's output (run with
+Nothing identifying reaches the page (the map viewer's every view and the worklist included),
+the downloads (reports, overlays and the worklist CSV, generated on click) or the server's
+output (run with
 every logger at DEBUG), and the upload is never written to disk: the server process opens no
 file for writing while it handles the upload (an audit hook reports every such open, unnamed
 temporary files included), and no file that changed under the temp dir or the repository holds
@@ -11,6 +12,7 @@ the upload, its digest, its name or an identifier.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import stat
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,6 +115,14 @@ def _writes_between(output: str, start: float, end: float) -> list[str]:
     return [path for when, path in AUDIT_LINE.findall(output) if start <= float(when) <= end]
 
 
+def _zipped(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    return buffer.getvalue()
+
+
 def _download(page: Page, label: str) -> bytes:
     with page.expect_download() as download:
         page.get_by_role("button", name=label).click()
@@ -140,6 +151,7 @@ def test_upload_leaves_no_identifier_and_no_copy(page: Page, tiny_registry: Path
                                                  tmp_path: Path) -> None:
     upload = phi_dicom("MR_small.dcm", _large_random_pixels)
     name = f"{PHI['PatientID']}.dcm"  # as exported by many PACS
+    series = _zipped({"IM0001": upload, "IM0002": phi_dicom("MR_small.dcm")})
     roots = (Path(tempfile.gettempdir()), REPO)
     before = _snapshot(*roots)
     output = tmp_path / "server.log"
@@ -160,13 +172,23 @@ def test_upload_leaves_no_identifier_and_no_copy(page: Page, tiny_registry: Path
         reports = {kind: _download(page, f"Report ({kind})") for kind in ("HTML", "PDF")}
         overlays = _download(page, "Overlays (PNG)")
         shown = page.evaluate(TEXT_WITHOUT_UPLOADER)
+        page.goto(f"{url}/Worklist")  # a series of two identified slices, zipped
+        page.get_by_role("combobox", name="Modality").click()
+        page.get_by_role("option", name="brain MRI", exact=True).click()
+        page.locator(f'{UPLOADER} input[type="file"]').set_input_files(
+            {"name": "series.zip", "mimeType": "application/zip", "buffer": series})
+        page.get_by_text("2 files, 2 with a label").wait_for()
+        worklist = _download(page, "Worklist (CSV)").decode()
+        shown += page.evaluate(TEXT_WITHOUT_UPLOADER)
         end = time.time()
-    changed_files = _holding(before, _snapshot(*roots), _traces(upload, name))
+    traces = _traces(upload, name) + _traces(series, "series.zip")
+    changed_files = _holding(before, _snapshot(*roots), traces)
     server_output = output.read_text(errors="replace")
     assert label.strip() in TINY_CLASSES["mri"]
     assert leaked(shown) == []
     assert leaked(reports["HTML"]) == [] and leaked(pdf_text(reports["PDF"])) == []
     assert overlays.startswith(b"\x89PNG") and leaked(overlays) == []
+    assert worklist.splitlines()[1].startswith("IM0001,mri,user,") and leaked(worklist) == []
     assert "DEBUG:" in server_output  # the server's logging really is at DEBUG
     assert leaked(server_output) == []
     assert _writes_between(server_output, start, end) == []

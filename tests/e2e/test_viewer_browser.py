@@ -93,7 +93,7 @@ def test_the_viewer_keeps_the_uploaded_resolution_and_links_zoom(
 
 
 def test_the_sidebar_names_the_pages(page, tiny_registry: Path) -> None:
-    """A new server, opened on Predict first: the sidebar reads Home, Predict, Compare,
+    """A new server, opened on Predict first: the sidebar reads Home, Predict, Worklist, Compare,
     Models, with no entry named after a file."""
     with running_app(tiny_registry) as url:
         page.goto(f"{url}/Predict")
@@ -101,7 +101,7 @@ def test_the_sidebar_names_the_pages(page, tiny_registry: Path) -> None:
         # Each link reads "<icon ligature>\n\n<name>".
         names = [text.strip().split("\n")[-1] for text in
                  page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()]
-        assert names == ["Home", "Predict", "Compare", "Models"]
+        assert names == ["Home", "Predict", "Worklist", "Compare", "Models"]
         page.get_by_role("link", name="Models").click()
         page.get_by_role("heading", name="Models").wait_for()
         assert page.url.endswith("/Models")

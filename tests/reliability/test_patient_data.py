@@ -317,3 +317,23 @@ def test_every_view_of_the_map_viewer_shows_no_identifier(
         figure = viewer_figure(at)
         assert len([t for t in figure["data"] if t["type"] == "image"]) == 13
         assert leaked(rendered_text(at)) == [] and leaked(json.dumps(figure)) == []
+
+
+def test_the_worklist_table_and_csv_show_no_identifier(
+    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every bundled DICOM sample, identified, in one worklist: rows, CSV, page."""
+    from models.worklist import to_csv
+
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tiny_registry))
+    at = open_page("worklist")
+    at.selectbox(key="worklist-modality").set_value("mri").run()
+    for i, name in enumerate(DICOM_SAMPLES):
+        at.file_uploader[0].upload(f"IM{i:04d}", phi_dicom(name), "application/dicom")
+    at.run()
+    assert not at.exception and not at.error
+    items = at.session_state["worklist"][1]
+    assert [item.prediction is not None for item in items] == [True] * len(DICOM_SAMPLES)
+    table = at.dataframe[0].value
+    assert leaked(table.drop(columns="image").to_csv()) == []
+    assert leaked(to_csv(items)) == [] and leaked(rendered_text(at)) == []
