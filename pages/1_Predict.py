@@ -48,20 +48,7 @@ with st.sidebar:
     methods = st.multiselect("Methods", choices, key="predict-methods", format_func=method_label)
     stages = st.checkbox("Add per-stage maps (stage 3, stage 4, fused)", key="predict-stages")
     target = target_choice(loaded, every_class=True)
-    st.header("Display")
-    mode = st.radio("Show the maps on", VIEWS, key="predict-view",
-                    help="The uploaded image at its own resolution (maps carried back through "
-                         "the resize and any crop), or the square picture the model was given.")
-    side = st.selectbox("Picture size sent to the browser", list(DISPLAY_SIDES), key="predict-side",
-                        help="Only the pictures are scaled down; zoom and coordinates stay in "
-                             "the uploaded image's pixels.")
-    outline = st.checkbox("Outline the map's region (Otsu)", key="predict-outline")
     requested = [*methods, *(["stages"] if stages else [])]
-    names = resolve_methods(requested, loaded.arch.stage_layers) if requested else []
-    st.selectbox("Colour map, every view", list(COLORMAPS), key="predict-cmap",
-                 format_func=colormap_name, on_change=apply_to_every_view, args=(names,))
-    st.slider("Opacity, every view", 0.0, 1.0, step=0.05, key="predict-alpha",
-              on_change=apply_to_every_view, args=(names,))
 
 left, right = st.columns([1, 2])
 left.image(cache.thumbnail(digest, image.rgb),
@@ -102,49 +89,72 @@ heading = ("every class, one row each" if target == EVERY_CLASS
            else f"class '{explanations[0].target_label}'")
 st.subheader(f"Heat maps for {heading}")
 
-controls = st.columns(1 + len(names))
-controls[0].caption("Drag in any panel to zoom, scroll to zoom, double-click to reset: every "
-                    "panel follows. Each view has its own colour map and opacity.")
-styles = {}
-for column, name in zip(controls[1:], names, strict=True):
-    for setting in ("cmap", "alpha"):  # a new view starts from the sidebar's choice
-        st.session_state.setdefault(f"predict-{setting}-{name}",
-                                    st.session_state[f"predict-{setting}"])
-    cmap = column.selectbox(f"{method_label(name)}: colour map", list(COLORMAPS),
-                            key=f"predict-cmap-{name}", format_func=colormap_name)
-    alpha = column.slider(f"{method_label(name)}: opacity", 0.0, 1.0, step=0.05,
-                          key=f"predict-alpha-{name}")
-    styles[name] = Style(cmap, alpha)
-rows, extent = cache.panels(loaded, digest, image.rgb, explanations, styles, mode=mode,
-                            outline=outline, max_side=DISPLAY_SIDES[side])
-st.plotly_chart(linked_figure(rows, extent), key="predict-viewer", width="stretch",
-                config={"scrollZoom": True, "displaylogo": False})
-st.caption(f"Maps are computed on the model's {loaded.card.input_size} x "
-           f"{loaded.card.input_size} px view ({loaded.card.preprocessing}) and carried back "
-           "onto the image; they are kept per image, model, method and class, so display "
-           f"changes recompute nothing. Shared pass: {explanations[0].pass_ms:.0f} ms per class.")
-
-# Downloads are built when clicked, never on a rerun.
-report_for = next((e for e in explanations if e.target_index == prediction.index),
-                  explanations[0])
 
 
-def report_content():
-    contour = "otsu" if outline else None
-    overlays = {name: overlay(report_for.image, cam, cmap=styles[name].cmap,
-                              alpha=styles[name].alpha, contour=contour)
-                for name, cam in report_for.maps.items()}
-    return build_report_content(report_for, loaded.card, overlays, image.meta, warnings=warnings,
-                                modality_source=routing.source)
+@st.fragment
+def viewer(explanations: list, names: list[str]) -> None:
+    """The map viewer and its display controls: a display change reruns only this part."""
+    top = st.columns([3, 2, 2, 2])
+    mode = top[0].radio("Show the maps on", VIEWS, key="predict-view", horizontal=True,
+                        help="The uploaded image at its own resolution (maps carried back "
+                             "through the resize and any crop), or the square picture the "
+                             "model was given.")
+    side = top[1].selectbox("Picture size sent to the browser", list(DISPLAY_SIDES),
+                            key="predict-side",
+                            help="Only the pictures are scaled down; zoom and coordinates "
+                                 "stay in the uploaded image's pixels.")
+    top[2].selectbox("Colour map, every view", list(COLORMAPS), key="predict-cmap",
+                     format_func=colormap_name, on_change=apply_to_every_view, args=(names,))
+    top[3].slider("Opacity, every view", 0.0, 1.0, step=0.05, key="predict-alpha",
+                  on_change=apply_to_every_view, args=(names,))
+    controls = st.columns(1 + len(names))
+    outline = controls[0].checkbox("Outline the map's region (Otsu)", key="predict-outline")
+    controls[0].caption("Drag in any panel to zoom, scroll to zoom, double-click to reset: "
+                        "every panel follows.")
+    styles = {}
+    for column, name in zip(controls[1:], names, strict=True):
+        for setting in ("cmap", "alpha"):  # a new view starts from the "every view" choice
+            st.session_state.setdefault(f"predict-{setting}-{name}",
+                                        st.session_state[f"predict-{setting}"])
+        cmap = column.selectbox(f"{method_label(name)}: colour map", list(COLORMAPS),
+                                key=f"predict-cmap-{name}", format_func=colormap_name)
+        alpha = column.slider(f"{method_label(name)}: opacity", 0.0, 1.0, step=0.05,
+                              key=f"predict-alpha-{name}")
+        styles[name] = Style(cmap, alpha)
+    max_side = DISPLAY_SIDES[side]
+    rows, extent = cache.panels(loaded, digest, image.rgb, explanations, styles, mode=mode,
+                                outline=outline, max_side=max_side)
+    st.plotly_chart(linked_figure(rows, extent), key="predict-viewer", width="stretch",
+                    config={"scrollZoom": True, "displaylogo": False})
+    st.caption(f"Maps are computed on the model's {loaded.card.input_size} x "
+               f"{loaded.card.input_size} px view ({loaded.card.preprocessing}) and carried "
+               "back onto the image; they are kept per image, model, method and class, so "
+               "display changes recompute nothing. Shared pass: "
+               f"{explanations[0].pass_ms:.0f} ms per class.")
+
+    # Downloads are built when clicked, never on a rerun.
+    report_for = next((e for e in explanations if e.target_index == prediction.index),
+                      explanations[0])
+
+    def report_content():
+        contour = "otsu" if outline else None
+        overlays = {name: overlay(report_for.image, cam, cmap=styles[name].cmap,
+                                  alpha=styles[name].alpha, contour=contour)
+                    for name, cam in report_for.maps.items()}
+        return build_report_content(report_for, loaded.card, overlays, image.meta,
+                                    warnings=warnings, modality_source=routing.source)
+
+    def panels_png() -> bytes:
+        canvas = cache.canvas(loaded, digest, image.rgb, mode, max_side)
+        return png_bytes(sheet(canvas, explanations, styles, outline))
+
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Overlays (PNG)", panels_png, file_name="medxai-overlays.png",
+                       mime="image/png", on_click="ignore")
+    c2.download_button("Report (HTML)", lambda: report_html(report_content()),
+                       file_name="medxai-report.html", mime="text/html", on_click="ignore")
+    c3.download_button("Report (PDF)", lambda: report_pdf(report_content()),
+                       file_name="medxai-report.pdf", mime="application/pdf", on_click="ignore")
 
 
-c1, c2, c3 = st.columns(3)
-c1.download_button("Overlays (PNG)",
-                   lambda: png_bytes(sheet(cache.canvas(loaded, digest, image.rgb, mode,
-                                                        DISPLAY_SIDES[side]),
-                                           explanations, styles, outline)),
-                   file_name="medxai-overlays.png", mime="image/png", on_click="ignore")
-c2.download_button("Report (HTML)", lambda: report_html(report_content()),
-                   file_name="medxai-report.html", mime="text/html", on_click="ignore")
-c3.download_button("Report (PDF)", lambda: report_pdf(report_content()),
-                   file_name="medxai-report.pdf", mime="application/pdf", on_click="ignore")
+viewer(explanations, resolve_methods(requested, loaded.arch.stage_layers))
