@@ -9,8 +9,8 @@ No Streamlit here (``pages/1_Predict.py`` only lays out widgets):
 * :func:`render` draws a map on the uploaded image through the preprocessing geometry (the
   resize, the MRI crop box) at any uniformly scaled size, or on the model's view.
 * :func:`linked_figure` lays the panels out as plotly subplots with shared axes (a figure
-  dict): zooming or panning one panel moves all of them. Axes count the uploaded image's pixels; only the
-  pictures inside are capped in size for the browser, never the coordinates.
+  dict): zooming or panning one panel moves all of them. Axes count the uploaded image's
+  pixels; only the pictures inside are capped in size for the browser, never the coordinates.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -178,19 +179,24 @@ def data_uri(picture: np.ndarray) -> str:
 
 class _Lru(OrderedDict):
     """A dict that forgets its least recently used entries beyond ``size`` (no dependency for
-    a dozen lines: functools.lru_cache cannot key on a digest while taking the arrays)."""
+    a dozen lines: functools.lru_cache cannot key on a digest while taking the arrays). Safe
+    for a download built on another thread while the page reruns."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
+        self._lock = threading.Lock()
 
     def get_or_make(self, key: Hashable, make: Callable[[], object]) -> object:
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        value = self[key] = make()
-        while len(self) > self.size:
-            self.popitem(last=False)
+        with self._lock:
+            if key in self:
+                self.move_to_end(key)
+                return self[key]
+        value = make()  # outside the lock: at worst two threads make the same value
+        with self._lock:
+            self[key] = value
+            while len(self) > self.size:
+                self.popitem(last=False)
         return value
 
 

@@ -4,7 +4,6 @@ CSV, and a prior/current pair side by side."""
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from models.worklist import to_csv
 from tests.app.session import open_page, viewer_figure
-from tests.imaging.builders import dicom_bytes, noise_image
+from tests.imaging.builders import dicom_bytes, noise_image, zip_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -24,14 +23,6 @@ def weights_env(monkeypatch: pytest.MonkeyPatch, tiny_registry: Path) -> Path:
 def _png(seed: int) -> bytes:
     buffer = io.BytesIO()
     noise_image().rotate(90 * seed).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
     return buffer.getvalue()
 
 
@@ -52,7 +43,7 @@ def _worklist(files: dict[str, bytes], modality: str | None = None) -> AppTest:
 
 
 def test_five_files_fill_the_table_and_the_csv() -> None:
-    series = _zip({"export/series/IM0001": dicom_bytes("MR_small.dcm", _tagged("MR")),
+    series = zip_bytes({"export/series/IM0001": dicom_bytes("MR_small.dcm", _tagged("MR")),
                    "export/series/IM0002": dicom_bytes("MR_small.dcm", _tagged("MR"))})
     at = _worklist({"a.png": _png(0), "b.png": _png(1), "c.png": _png(2)[:90],
                     "series.zip": series}, modality="mri")

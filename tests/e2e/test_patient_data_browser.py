@@ -12,7 +12,6 @@ the upload, its digest, its name or an identifier.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import stat
@@ -20,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +28,7 @@ from pydicom.dataset import Dataset
 from models.registry import WEIGHTS_DIR_ENV
 from tests.conftest import TINY_CLASSES
 from tests.e2e.conftest import REPO, running_app
+from tests.imaging.builders import zip_bytes
 from tests.reliability.test_patient_data import NEEDLES, PHI, leaked, pdf_text, phi_dicom
 from tests.reliability.test_server_config import MIB
 
@@ -115,14 +114,6 @@ def _writes_between(output: str, start: float, end: float) -> list[str]:
     return [path for when, path in AUDIT_LINE.findall(output) if start <= float(when) <= end]
 
 
-def _zipped(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for member, data in members.items():
-            archive.writestr(member, data)
-    return buffer.getvalue()
-
-
 def _download(page: Page, label: str) -> bytes:
     with page.expect_download() as download:
         page.get_by_role("button", name=label).click()
@@ -151,7 +142,7 @@ def test_upload_leaves_no_identifier_and_no_copy(page: Page, tiny_registry: Path
                                                  tmp_path: Path) -> None:
     upload = phi_dicom("MR_small.dcm", _large_random_pixels)
     name = f"{PHI['PatientID']}.dcm"  # as exported by many PACS
-    series = _zipped({"IM0001": upload, "IM0002": phi_dicom("MR_small.dcm")})
+    series = zip_bytes({"IM0001": upload, "IM0002": phi_dicom("MR_small.dcm")})
     roots = (Path(tempfile.gettempdir()), REPO)
     before = _snapshot(*roots)
     output = tmp_path / "server.log"

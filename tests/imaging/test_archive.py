@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import zipfile
 
 import pytest
 
 from imaging import ImageInputError, Limits, load_image
 from imaging.archive import base_name, expand_uploads
-from tests.imaging.builders import noise_png
-
-
-def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
+from tests.imaging.builders import noise_png, zip_bytes
 
 
 def test_archives_are_replaced_by_their_images_with_base_names() -> None:
     png = noise_png()
-    archive = _zip({"study/series 1/IM0001": png, "study/series 1/IM0002.png": png,
+    archive = zip_bytes({"study/series 1/IM0001": png, "study/series 1/IM0002.png": png,
                     "study/": b"", "__MACOSX/study/._IM0001": b"junk", "study/.DS_Store": b"x"})
     files, problems = expand_uploads([("C:\\exports\\first.png", png), ("study.zip", archive)])
     assert [f.name for f in files] == ["first.png", "IM0001", "IM0002.png"]
@@ -31,13 +22,13 @@ def test_archives_are_replaced_by_their_images_with_base_names() -> None:
 
 
 def test_damaged_empty_and_partly_unreadable_archives_are_reported() -> None:
-    good = _zip({"a.png": noise_png()})
-    files, problems = expand_uploads([("cut.zip", good[:-30]), ("empty.zip", _zip({})),
+    good = zip_bytes({"a.png": noise_png()})
+    files, problems = expand_uploads([("cut.zip", good[:-30]), ("empty.zip", zip_bytes({})),
                                       ("fine.png", noise_png())])
     assert [f.name for f in files] == ["fine.png"]
     assert problems == ["cut.zip: the zip archive is damaged and cannot be opened",
                         "empty.zip: the zip archive holds no file"]
-    big = _zip({"small.png": noise_png(), "huge.bin": b"\0" * 50_000})
+    big = zip_bytes({"small.png": noise_png(), "huge.bin": b"\0" * 50_000})
     files, problems = expand_uploads([("mixed.zip", big)],
                                      limits=Limits(max_bytes=30_000, max_pixels=10**6))
     assert [f.name for f in files] == ["small.png"]
@@ -47,7 +38,7 @@ def test_damaged_empty_and_partly_unreadable_archives_are_reported() -> None:
 
 def test_a_member_that_inflates_beyond_its_declared_size_is_stopped() -> None:
     """A zip bomb lies about sizes in its directory: the read stops one byte past the claim."""
-    archive = bytearray(_zip({"bomb.png": b"\0" * 100_000}))
+    archive = bytearray(zip_bytes({"bomb.png": b"\0" * 100_000}))
     directory = archive.rindex(b"PK\x01\x02")  # the central directory entry
     archive[directory + 24:directory + 28] = (1000).to_bytes(4, "little")  # claims 1000 bytes
     local = archive.index(b"PK\x03\x04")
@@ -60,10 +51,10 @@ def test_too_many_files_and_nested_archives() -> None:
     png = noise_png()
     with pytest.raises(ImageInputError, match="more than 3 files"):
         expand_uploads([(f"{i}.png", png) for i in range(4)], max_files=3)
-    files, problems = expand_uploads([("many.zip", _zip({f"{i}.png": png for i in range(5)}))],
+    files, problems = expand_uploads([("many.zip", zip_bytes({f"{i}.png": png for i in range(5)}))],
                                      max_files=3)
     assert files == [] and problems == ["many.zip: more than 3 files in the archive"]
-    nested = _zip({"inner.zip": _zip({"a.png": png})}, zipfile.ZIP_STORED)
+    nested = zip_bytes({"inner.zip": zip_bytes({"a.png": png})}, zipfile.ZIP_STORED)
     files, _ = expand_uploads([("outer.zip", nested)])
     with pytest.raises(ImageInputError, match="ZIP archive"):  # passed on, refused by the reader
         load_image(files[0].data, name=files[0].name)
