@@ -13,16 +13,25 @@ nothing of models and imports no other project package. Choices made:
 - Sizes are checked before decoding; Pillow's own bomb guard (about 89 Mpx) also applies.
 - Degenerate images are refused: a side under 16 px (``too_small``) or sides more than
   20 times apart (``bad_shape``).
-- Loads are serialised by a lock while library warnings and the pydicom and Pillow loggers are
-  silenced, because their texts may quote header values.
+- Library warnings and the pydicom and Pillow loggers are silenced while any load runs, because
+  their texts may quote header values; loads themselves run in parallel (``imaging.quiet``).
+- Every preprocessing is a crop box and a resize, so a map on the model's view goes back onto
+  the uploaded image (``preprocess_with_geometry``, :class:`ViewGeometry`).
 - Nothing is written to disk; ``meta`` carries no patient data.
 """
 
 from .datatypes import Limits, LoadedImage, Window
 from .errors import ERROR_KINDS, ImageInputError
+from .geometry import ViewGeometry, display_shape
 from .loader import load_image, load_path
 from .modality import MODALITIES, suggest_modality
-from .preprocess import PREPROCESSING, PREPROCESSORS, crop_to_brain, preprocess
+from .preprocess import (
+    PREPROCESSING,
+    PREPROCESSORS,
+    crop_to_brain,
+    preprocess,
+    preprocess_with_geometry,
+)
 
 __all__ = [
     "ERROR_KINDS",
@@ -32,10 +41,13 @@ __all__ = [
     "ImageInputError",
     "Limits",
     "LoadedImage",
+    "ViewGeometry",
     "Window",
     "crop_to_brain",
+    "display_shape",
     "load_image",
     "load_path",
     "preprocess",
+    "preprocess_with_geometry",
     "suggest_modality",
 ]

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
-import threading
-import warnings
-from collections.abc import Iterator
-
-from PIL import Image
 
 from .datatypes import Limits, LoadedImage, Window, check_frame, check_shape, normalize_window
 from .dicom import decode_dicom
 from .errors import ImageInputError, log_swallowed
+from .quiet import LIBRARY_OUTPUT
 from .raster import decode_raster
 
 __all__ = ["load_image", "load_path"]
@@ -44,14 +39,9 @@ _RASTER_MAGIC: tuple[tuple[bytes, str], ...] = (
 _DEFAULT_LIMITS = Limits()
 _LOG = logging.getLogger(__name__)
 
-# Library warnings and log records may quote header values (pydicom's warnings,
-# Pillow's DEBUG lines print TIFF tags and EXIF strings), so a load silences both.
-# A logger's level also governs its children (``PIL.TiffImagePlugin``,
-# ``pydicom.pixels.utils``), which ``Logger.disabled`` would not. Warning filters
-# and logger state are process-global in Python 3.11: one lock keeps each load's
-# silent window from leaking into another thread.
-_QUIET_LOCK = threading.Lock()
-_QUIET_LOGGERS = tuple(logging.getLogger(name) for name in ("pydicom", "PIL"))
+# Decodes run in parallel: each call has its own Pillow image (whose codecs release the GIL)
+# or pydicom data set, no library setting is changed, and the pylibjpeg plugins keep no state.
+# Only the silencing of process-wide output is shared (counted, see imaging.quiet).
 
 
 def load_image(
@@ -80,7 +70,7 @@ def load_image(
         if not data:
             raise ImageInputError("empty", "the file is empty")
         limits.check_bytes(len(data))
-        with _quiet():
+        with LIBRARY_OUTPUT():
             loaded = _dispatch(data, frame=frame, window=window, limits=limits)
         height, width = loaded.rgb.shape[:2]
         check_shape(width, height)
@@ -179,19 +169,3 @@ def _named(name: str | None, message: str) -> str:
         return message
     base = "".join(ch for ch in os.path.basename(name) if ch.isprintable())[:80]
     return f"{base}: {message}" if base else message
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence warnings and the pydicom and Pillow loggers; Pillow's bomb warning is an error."""
-    with _QUIET_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        levels = [logger.level for logger in _QUIET_LOGGERS]
-        for logger in _QUIET_LOGGERS:
-            logger.setLevel(logging.CRITICAL + 1)
-        try:
-            yield
-        finally:
-            for logger, level in zip(_QUIET_LOGGERS, levels, strict=True):
-                logger.setLevel(level)

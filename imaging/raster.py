@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import struct
-import sys
-from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -15,6 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .convert import finish_rgb, grey_to_rgb, robust_range, scale_to_uint8
 from .datatypes import Limits, LoadedImage, check_frame
 from .errors import ImageInputError
+from .quiet import STDERR
 
 __all__ = ["PIL_FORMATS", "decode_raster"]
 
@@ -53,7 +51,8 @@ def decode_raster(data: bytes, *, frame: int | None, limits: Limits) -> LoadedIm
             limits.check_pixels(*image.size)
             if image.format == "PNG":
                 _verify_png(data)
-            with _stderr_silenced() if image.format == "TIFF" else contextlib.nullcontext():
+            # libtiff prints a damaged file's complaints to the process's stderr.
+            with STDERR() if image.format == "TIFF" else contextlib.nullcontext():
                 image.load()
         except ImageInputError:
             raise
@@ -94,31 +93,6 @@ def to_rgb(image: Image.Image) -> np.ndarray:
     except ValueError:
         raise ImageInputError("unsupported", f"unsupported colour mode {image.mode!r}") from None
     return finish_rgb(np.asarray(converted))
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Point file descriptor 2 at the null device for the duration.
-
-    libtiff, which Pillow uses for compressed TIFFs, prints its warnings and errors about a
-    damaged file straight to the process's stderr: the CLI's one-line error would gain lines and
-    the app's log would gain text from the file. Loads are serialised by the loader's lock;
-    stderr output of other threads during a TIFF decode is lost too.
-    """
-    if sys.stderr is not None:
-        sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to protect
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _verify_png(data: bytes) -> None:

@@ -122,12 +122,14 @@ def feature_layer(loaded: LoadedModel) -> str:
     return loaded.arch.head or "fc"
 
 
-def predict(loaded: LoadedModel, rgb: np.ndarray, *, views: bool = True) -> Prediction:
+def predict(loaded: LoadedModel, rgb: np.ndarray, *, views: bool = True,
+            view: np.ndarray | None = None) -> Prediction:
     """Run the model on one RGB image and (``views``) its test-time views in one batch
-    (preprocessing included in the latency); trust signals from the same pass."""
+    (preprocessing included in the latency); trust signals from the same pass. ``view``: the
+    image already preprocessed (:func:`model_view`), so as not to preprocess it again."""
     start = time.perf_counter()
     with torch.inference_mode(), capture_features(loaded.model, feature_layer(loaded)) as features:
-        x = to_input(loaded, rgb)
+        x = view_to_input(loaded, model_view(loaded, rgb) if view is None else view)
         view_probs = probabilities(loaded.model(tta_views(x) if views else x),
                                    loaded.card.temperature).cpu()
     probs = view_probs[0]

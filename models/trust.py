@@ -17,6 +17,7 @@ refitted by the export step of every training run (:mod:`training.trust`).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,10 +80,17 @@ def reference_sample(n: int, size: int = 1024, seed: int = 0) -> torch.Tensor:
 
 @contextmanager
 def capture_features(model: nn.Module, head: str) -> Iterator[list[torch.Tensor]]:
-    """Collect the flattened input of module ``head`` on every forward; the hook is always removed."""
+    """Collect the flattened input of module ``head`` on every forward the calling thread runs
+    (a model is shared by sessions: another thread's forward is not this image's); the hook is
+    always removed."""
     captured: list[torch.Tensor] = []
-    hook = model.get_submodule(head).register_forward_pre_hook(
-        lambda _m, args: captured.append(args[0].flatten(1)))
+    caller = threading.get_ident()
+
+    def record(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if threading.get_ident() == caller:
+            captured.append(args[0].flatten(1))
+
+    hook = model.get_submodule(head).register_forward_pre_hook(record)
     try:
         yield captured
     finally:

@@ -6,15 +6,16 @@ Streamlit glue only; the work is done by ``imaging``, ``models`` and ``xai``. Th
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import streamlit as st
 from starlette.formparsers import MultiPartParser
 
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_image
+from imaging.archive import content_digest
 from models.registry import LoadedModel, ModelUnavailable, default_weights_dir, load_for_modality
 from models.route import Routing, describe, load_router, route
+from xai.viewer import EVERY_CLASS, MapCache
 
 PREDICTED = "predicted class"
 DISCLAIMER = ("Research and decision-support tool, **not a diagnosis**: a qualified clinician "
@@ -26,8 +27,24 @@ DISCLAIMER = ("Research and decision-support tool, **not a diagnosis**: a qualif
 MultiPartParser.spool_max_size = (st.get_option("server.maxUploadSize") + 1) * 2**20
 
 
+def _through_app_navigation() -> None:
+    """Reach every page through app.py's ``st.navigation`` (the sidebar's names).
+
+    A folder called ``pages/`` beside the entry script makes Streamlit run a page file on its
+    own (its first multipage mode: a sidebar entry named "app") until the process has run
+    ``st.navigation`` once, i.e. until someone opens Home. A browser that lands on another page
+    first switches the process over here and reruns, through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_header(title: str, *, prominent: bool = False) -> None:
     """Page setup, title and the disclaimer every page carries (a warning box if ``prominent``)."""
+    _through_app_navigation()
     st.set_page_config(page_title=f"MedXAI - {title}", layout="wide")
     st.title(title)
     (st.warning if prominent else st.caption)(DISCLAIMER)
@@ -56,11 +73,6 @@ def _decode(data: bytes, name: str, frame: int | None, window: Window | None) ->
     return load_image(data, name=name, frame=frame, window=window)
 
 
-def upload_digest(data: bytes) -> str:
-    """Short content hash identifying an upload in session state (no file name, no metadata)."""
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
 def image_upload(key: str) -> tuple[LoadedImage, str] | None:
     """Upload widget plus DICOM frame/window controls; the decoded image and its digest.
 
@@ -81,7 +93,7 @@ def image_upload(key: str) -> tuple[LoadedImage, str] | None:
     except ImageInputError as exc:
         st.error(f"Cannot use {uploaded.name}: {exc}")
         return None
-    return image, upload_digest(data) + f"-{image.meta.get('frame')}-{image.meta.get('window')}"
+    return image, content_digest(data) + f"-{image.meta.get('frame')}-{image.meta.get('window')}"
 
 
 def _dicom_controls(image: LoadedImage, key: str) -> tuple[int | None, Window | None]:
@@ -112,16 +124,22 @@ def cached_router(weights_dir: str) -> LoadedModel | None:
     return load_router(Path(weights_dir))
 
 
-def modality_routing(image: LoadedImage, key: str) -> Routing:
+def modality_routing(image: LoadedImage, key: str, digest: str) -> Routing:
     """Modality box (automatic by default: the DICOM tag, else the router) and what it decided,
-    shown with any routing warning."""
+    shown with any routing warning. Decided once per image and choice, not on every rerun."""
     choice = st.selectbox(
         "Modality", [AUTOMATIC, *MODALITIES], key=f"{key}-modality",
         format_func=lambda m: "automatic" if m == AUTOMATIC else describe(m),
         help="Automatic: the DICOM Modality tag when present, else the modality router. "
              "Choose one to insist.")
-    routing = route(image, cached_router(str(default_weights_dir())),
-                    None if choice == AUTOMATIC else choice)
+    weights = str(default_weights_dir())
+    decided = (digest, choice, weights)
+    stored = st.session_state.get(f"{key}-routing")
+    if stored is None or stored[0] != decided:
+        stored = decided, route(image, cached_router(weights),
+                                None if choice == AUTOMATIC else choice)
+        st.session_state[f"{key}-routing"] = stored
+    routing = stored[1]
     reading = routing.router
     if routing.modality is not None:
         origin = {"dicom": "from the DICOM header", "router": "detected",
@@ -145,7 +163,7 @@ def image_and_model(key: str, prompt: str) -> tuple[LoadedImage, str, LoadedMode
         st.info(prompt)
         st.stop()
     image, digest = upload
-    routing = modality_routing(image, key)
+    routing = modality_routing(image, key, digest)
     if routing.modality is None:
         st.stop()
     loaded = model_or_error(routing.modality)
@@ -154,7 +172,29 @@ def image_and_model(key: str, prompt: str) -> tuple[LoadedImage, str, LoadedMode
     return image, digest, loaded, routing
 
 
-def target_choice(loaded: LoadedModel, container=st) -> str | None:
-    """The class the maps explain: ``None`` for the predicted class, else a class name."""
-    choice = container.selectbox("Explain class", [PREDICTED, *loaded.card.classes])
+def target_choice(loaded: LoadedModel, container=st, *, every_class: bool = False) -> str | None:
+    """The class the maps explain: ``None`` for the predicted class, else a class name, or
+    (``every_class``) :data:`EVERY_CLASS`."""
+    extra = [EVERY_CLASS] if every_class else []
+    choice = container.selectbox("Explain class", [PREDICTED, *extra, *loaded.card.classes])
     return None if choice == PREDICTED else choice
+
+
+def session_map_cache() -> MapCache:
+    """This browser session's maps and rendered panels (kept across reruns, never on disk)."""
+    if "map-cache" not in st.session_state:
+        st.session_state["map-cache"] = MapCache()
+    return st.session_state["map-cache"]
+
+
+def keep_settings(defaults: dict[str, object], prefixes: tuple[str, ...] = ()) -> None:
+    """Keep the values of these widget keys (and of every key starting with one of
+    ``prefixes``) across runs in which their widgets are not drawn.
+
+    Streamlit forgets a widget's value when a run ends without drawing it: replacing the upload
+    passes through a run with no file, which stops the page before its controls, and the
+    settings would snap back to their defaults. Values set through ``st.session_state`` are
+    kept; widgets with these keys must then take no default of their own.
+    """
+    for key in [*defaults, *(k for k in st.session_state if str(k).startswith(prefixes))]:
+        st.session_state[key] = st.session_state.get(key, defaults.get(key))

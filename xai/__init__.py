@@ -15,6 +15,7 @@ from xai.engine import (
     explain_batch,
     explain_loaded,
     explain_tensor,
+    explain_view,
     method_label,
     resolve_methods,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "explain_batch",
     "explain_loaded",
     "explain_tensor",
+    "explain_view",
     "method_label",
     "register_method",
     "resolve_methods",

@@ -66,6 +66,7 @@ __all__ = [
     "explain_batch",
     "explain_loaded",
     "explain_tensor",
+    "explain_view",
     "method_label",
     "resolve_methods",
     "stage_methods",
@@ -275,7 +276,7 @@ def _decided(logits: torch.Tensor, temperature: float, threshold: float | None) 
 
 
 def _shared_pass(
-    model: nn.Module, x: torch.Tensor, plan: _Plan, target: Target | Sequence[int | str],
+    model: nn.Module, x: torch.Tensor, plan: _Plan, target: Target | Sequence[Target],
     class_names: Sequence[str] | None, decide: Callable[[torch.Tensor], torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """ONE forward and (if needed) ONE gradient pass: (logits, targets, activations, grads)."""
@@ -283,8 +284,7 @@ def _shared_pass(
     with torch.inference_mode(False), torch.enable_grad():
         captured = forward_capture(model, x, plan.layers, bool(plan.grad_layers))
         logits = captured.logits
-        targets = (decide(logits.detach()) if target is None
-                   else resolve_targets(logits.detach(), target, class_names))
+        targets = resolve_targets(logits.detach(), target, class_names, decide(logits.detach()))
         grads: dict[str, torch.Tensor] = {}
         if plan.grad_layers:
             score = target_scores(logits, targets).sum()
@@ -332,7 +332,7 @@ def explain_batch(
     target_layer: str,
     stage_layers: Mapping[str, str] | None = None,
     methods: str | Sequence[str] = "all",
-    target: Target | Sequence[int | str] = None,
+    target: Target | Sequence[Target] = None,
     class_names: Sequence[str] | None = None,
     temperature: float = 1.0,
     options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -465,14 +465,38 @@ def explain_loaded(
     from the model card; ``Explanation.image`` is the model's view of the image, on which the
     maps lie.
     """
-    from models.predict import model_view, view_to_input
+    from models.predict import model_view
 
     view = model_view(loaded, rgb)  # preprocess once: the input and the image the maps lie on
+    return explain_view(loaded, view, methods=methods, targets=[target], options=options)[0]
+
+
+def explain_view(
+    loaded: LoadedModel,
+    view: np.ndarray,
+    *,
+    methods: str | Sequence[str] = "all",
+    targets: Sequence[Target] = (None,),
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[Explanation]:
+    """Explain the model's view of an image (already preprocessed, see
+    :func:`models.predict.model_view`) for each of ``targets``: one :class:`Explanation` each.
+
+    Several targets (every class, say) share ONE batched pass: the view is repeated along the
+    batch and each copy differentiates its own class, so the maps are those of one target at
+    a time (samples are independent in eval mode). ``Explanation.image`` is ``view``.
+    """
+    from models.predict import view_to_input
+
+    targets = list(targets)
+    if not targets:
+        raise ValueError("no target to explain")
     x = view_to_input(loaded, view)
-    result = explain_tensor(
-        loaded.model, x, target_layer=loaded.arch.target_layer,
-        stage_layers=loaded.arch.stage_layers, methods=methods, target=target,
+    batch = x.expand(len(targets), -1, -1, -1).contiguous()
+    results = explain_batch(
+        loaded.model, batch, target_layer=loaded.arch.target_layer,
+        stage_layers=loaded.arch.stage_layers, methods=methods, target=targets,
         class_names=loaded.card.classes, temperature=loaded.card.temperature, options=options,
         decision_threshold=loaded.card.decision_threshold,
     )
-    return replace(result, image=view)
+    return [replace(result, image=view) for result in results]

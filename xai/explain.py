@@ -1,7 +1,7 @@
 """``python -m xai.explain``: class-activation maps of one image, as PNG overlays and a grid.
 
     python -m xai.explain PATH [--modality M] [--methods all|name,name] [--target CLASS]
-                          --out DIR [--json] [--cmap turbo|jet|inferno] [--alpha A]
+                          --out DIR [--json] [--cmap turbo|jet|inferno|viridis|cividis] [--alpha A]
                           [--contour] [--options JSON] [--weights-dir DIR]
 
 Writes ``DIR/<stem>_<method>.png`` per method and ``DIR/<stem>_grid.png``. ``--json`` prints one

@@ -1,7 +1,9 @@
 """Heat-map overlays and the side-by-side grid (uint8 RGB arrays; OpenCV colormaps and text).
 
 Works for colour and grey images (X-ray, MRI): grey (H, W) or (H, W, 1) input is repeated to
-three channels. Maps in [0, 1] of any size are resized (bilinear) to the image.
+three channels. Maps in [0, 1] of any size are resized (bilinear) to the image. ``viridis`` and
+``cividis`` are the colour maps readable with colour-vision deficiency (cividis was designed
+for it); :func:`colorscale` gives any map as a plotly colour scale for colour bars.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import numpy as np
 from xai.engine import CamMap
 
 __all__ = [
+    "COLORBLIND_SAFE",
     "COLORMAPS",
     "colorize",
+    "colorscale",
     "grid",
     "overlay",
     "save_png",
     "threshold_contour",
+    "tile",
     "to_rgb",
 ]
 
@@ -28,7 +33,11 @@ COLORMAPS: dict[str, int] = {
     "turbo": cv2.COLORMAP_TURBO,
     "jet": cv2.COLORMAP_JET,
     "inferno": cv2.COLORMAP_INFERNO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "cividis": cv2.COLORMAP_CIVIDIS,
 }
+COLORBLIND_SAFE = ("cividis", "viridis")
+"""Perceptually uniform maps that stay ordered for red-green colour-blind readers."""
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -54,12 +63,20 @@ def _fit(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def colorize(cam: np.ndarray, cmap: str = "turbo") -> np.ndarray:
-    """uint8 RGB (H, W, 3) rendering of a map in [0, 1] with ``turbo``, ``jet`` or ``inferno``."""
+    """uint8 RGB (H, W, 3) rendering of a map in [0, 1] with one of :data:`COLORMAPS`."""
     if cmap not in COLORMAPS:
         raise ValueError(f"unknown colormap {cmap!r}; choose one of {', '.join(COLORMAPS)}")
     cam = _fit(cam, np.asarray(cam).shape[:2])
     bgr = cv2.applyColorMap(np.rint(cam * 255).astype(np.uint8), COLORMAPS[cmap])
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def colorscale(cmap: str, steps: int = 11) -> list[tuple[float, str]]:
+    """The colour map as a plotly colour scale (``steps`` evenly spaced stops), so a colour bar
+    shows exactly the colours of the overlay."""
+    values = np.linspace(0.0, 1.0, steps, dtype=np.float32)
+    colours = colorize(values[None, :], cmap)[0]
+    return [(float(v), f"rgb({r},{g},{b})") for v, (r, g, b) in zip(values, colours, strict=True)]
 
 
 def threshold_contour(cam: np.ndarray, threshold: float | str = "otsu") -> np.ndarray:
@@ -80,11 +97,14 @@ def overlay(
     contour: float | str | np.ndarray | None = None,
     contour_color: tuple[int, int, int] = (255, 255, 255),
     contour_width: int = 2,
+    covered: np.ndarray | None = None,
 ) -> np.ndarray:
     """Blend a heat map over ``image``: ``(1 - alpha) * image + alpha * colormap(cam)``.
 
     ``contour``: None, ``"otsu"``, a fraction of the map maximum, or a bool mask; its outline is
     drawn in ``contour_color``. A flat :class:`CamMap` draws no heat (its map is zeros).
+    ``covered``: bool (H, W) of the image, where the map is defined; elsewhere the image is
+    left as it is (the part of the image the model never saw).
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError("alpha must be in [0, 1]")
@@ -96,6 +116,10 @@ def overlay(
     cam = _fit(cam, rgb.shape[:2])
     heat = colorize(cam, cmap)
     out = cv2.addWeighted(rgb, 1.0 - alpha, heat, alpha, 0.0)
+    if covered is not None:
+        if covered.shape != rgb.shape[:2]:
+            covered = _fit(covered.astype(np.float32), rgb.shape[:2]) > 0.5
+        np.copyto(out, rgb, where=~covered[:, :, None])
     if contour is not None:
         if isinstance(contour, np.ndarray):
             region = contour
@@ -110,15 +134,15 @@ def overlay(
     return out
 
 
-def _label(tile: np.ndarray, lines: Sequence[str], height: int) -> np.ndarray:
-    header = np.full((height, tile.shape[1], 3), 24, dtype=np.uint8)
-    scale = max(0.35, min(0.6, tile.shape[1] / 400))
+def _label(picture: np.ndarray, lines: Sequence[str], height: int) -> np.ndarray:
+    header = np.full((height, picture.shape[1], 3), 24, dtype=np.uint8)
+    scale = max(0.35, min(0.6, picture.shape[1] / 400))
     y = int(height * 0.42)
     for text in lines:
         cv2.putText(header, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (235, 235, 235), 1,
                     cv2.LINE_AA)
         y += int(height * 0.42)
-    return np.vstack([header, tile])
+    return np.vstack([header, picture])
 
 
 def grid(
@@ -150,13 +174,26 @@ def grid(
                           [cam.label, note]))
         else:
             tiles.append((overlay(rgb, cam, cmap=cmap, alpha=alpha, contour=contour), [name, ""]))
-    if not tiles:
+    return tile(tiles, cols=cols, tile_size=tile_size, gap=gap)
+
+
+def tile(
+    pictures: Sequence[tuple[np.ndarray, Sequence[str]]],
+    *,
+    cols: int = 4,
+    tile_size: int = 224,
+    gap: int = 4,
+) -> np.ndarray:
+    """Pictures of one size side by side, ``cols`` per row, each under its lines of text and
+    scaled so that its longer side is ``tile_size``."""
+    if not pictures:
         raise ValueError("nothing to draw")
-    scale = tile_size / max(rgb.shape[:2])
-    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    first = to_rgb(pictures[0][0])
+    scale = tile_size / max(first.shape[:2])
+    size = (max(1, round(first.shape[1] * scale)), max(1, round(first.shape[0] * scale)))
     header = max(28, tile_size // 6)
-    cells = [_label(cv2.resize(t, size, interpolation=cv2.INTER_AREA), lines, header)
-             for t, lines in tiles]
+    cells = [_label(cv2.resize(to_rgb(t), size, interpolation=cv2.INTER_AREA), lines, header)
+             for t, lines in pictures]
     cols = max(1, min(cols, len(cells)))
     rows = -(-len(cells) // cols)
     ch, cw = cells[0].shape[:2]

@@ -60,24 +60,29 @@ def predicted(logits: torch.Tensor) -> torch.Tensor:
 
 def resolve_targets(
     logits: torch.Tensor,
-    target: Target | Sequence[int | str] = None,
+    target: Target | Sequence[Target] = None,
     class_names: Sequence[str] | None = None,
+    decided: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(B,) long tensor of target classes for a batch of logits (B, C)."""
+    """(B,) long tensor of target classes for a batch of logits (B, C); ``target`` is one
+    :data:`Target` for all, or one per sample (None: that sample's predicted class, taken from
+    ``decided`` when given, e.g. a two-class decision threshold, else the largest logit)."""
     n = num_classes(logits)
     if class_names is not None and len(class_names) != n:
         raise ValueError(f"{len(class_names)} class names for a model with {n} classes")
     batch = logits.shape[0]
+    best = predicted(logits.detach()) if decided is None else decided
     if target is None:
-        return predicted(logits.detach())
+        return best
     if isinstance(target, (str, int)):
         return torch.full((batch,), _one(target, n, class_names), dtype=torch.long,
                           device=logits.device)
     items = list(target)
     if len(items) != batch:
         raise ValueError(f"{len(items)} targets for a batch of {batch}")
-    return torch.tensor([_one(t, n, class_names) for t in items], dtype=torch.long,
-                        device=logits.device)
+    best = best.tolist()
+    return torch.tensor([best[i] if t is None else _one(t, n, class_names)
+                         for i, t in enumerate(items)], dtype=torch.long, device=logits.device)
 
 
 def target_scores(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = {"predict": "1_Predict.py", "compare": "2_Compare.py", "models": "3_Models.py"}
+PAGES = {"predict": "1_Predict.py", "compare": "2_Compare.py", "models": "3_Models.py",
+         "worklist": "4_Worklist.py"}
 
 
 def open_page(name: str) -> AppTest:
-    """The page ``name`` (predict, compare or models), run once."""
+    """The page ``name`` (predict, compare, models or worklist), run once."""
     return AppTest.from_file(str(REPO / "pages" / PAGES[name]), default_timeout=120).run()
 
 
@@ -25,3 +27,15 @@ def upload(at: AppTest, name: str, data: bytes, index: int = 0) -> AppTest:
 def button(at: AppTest, label: str) -> Button:
     """The page's button labelled ``label``."""
     return next(b for b in at.button if b.label == label)
+
+
+def viewer_figure(at: AppTest) -> dict:
+    """The Predict page's map viewer as a plotly figure dict (data and layout)."""
+    charts = [c for c in at.get("plotly_chart") if '"type":"image"' in c.proto.spec.replace(" ", "")]
+    assert len(charts) == 1, f"{len(charts)} viewers on the page"
+    return json.loads(charts[0].proto.spec)
+
+
+def panel_titles(at: AppTest) -> list[str]:
+    """The titles above the viewer's panels."""
+    return [a["text"] for a in viewer_figure(at)["layout"]["annotations"]]

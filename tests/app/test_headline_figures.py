@@ -26,7 +26,7 @@ def figures_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 def test_home_shows_ci_n_external_and_probe(figures_registry: Path) -> None:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
     assert not at.exception
-    table = at.dataframe[0].value.set_index("modality")
+    table = at.table[0].value.set_index("modality")
     assert table.loc["mri", "test accuracy"] == "80.0%" and table.loc["mri", "95% CI"] == "49.0-94.3%"
     assert table.loc["mri", "test n"] == "10" and table.loc["mri", "linear probe"] == "70.0%"
     assert table.loc["mri", "external"] == "n/a"

@@ -26,7 +26,7 @@ def test_home_lists_installed_models_and_says_what_is_missing(weights_env: Path)
     at = _home()
     assert not at.exception
     assert any("not a diagnosis" in w.value for w in at.warning)
-    table = at.dataframe[0].value
+    table = at.table[0].value
     status = dict(zip(table["modality"], table["status"], strict=True))
     assert status["mri"] == "ready" and status["xray"] == "ready"
     assert "no model is installed" in status["histology"]
@@ -37,7 +37,7 @@ def test_home_with_empty_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     monkeypatch.setenv("MEDXAI_WEIGHTS_DIR", str(tmp_path))
     at = _home()
     assert not at.exception
-    assert all("no model is installed" in s for s in at.dataframe[0].value["status"])
+    assert all("no model is installed" in s for s in at.table[0].value["status"])
 
 
 def test_readme_command_serves_the_app(tiny_registry: Path) -> None:
@@ -45,3 +45,12 @@ def test_readme_command_serves_the_app(tiny_registry: Path) -> None:
     with running_app(tiny_registry, timeout=90) as url, \
             urllib.request.urlopen(f"{url}/", timeout=10) as response:
         assert response.status == 200 and b"<html" in response.read().lower()
+
+
+def test_home_table_shows_every_column(weights_env: Path) -> None:
+    """A static table: no column hidden behind a horizontal scrollbar, long text wrapped."""
+    at = _home()
+    assert not at.dataframe
+    assert list(at.table[0].value.columns) == [
+        "modality", "model", "architecture", "classes", "test accuracy", "95% CI", "test n",
+        "external", "linear probe", "data", "status"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.app.session import PAGES, REPO, button, open_page, upload
+from tests.app.session import PAGES, REPO, button, open_page, panel_titles, upload, viewer_figure
 from tests.conftest import register_tiny_model
 
 
@@ -23,39 +24,110 @@ def weights_env(monkeypatch: pytest.MonkeyPatch, tiny_registry: Path) -> Path:
 def _png(seed: int = 0, size: int = 96) -> bytes:
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "PNG",
+                                                                                compress_level=1)
     return buf.getvalue()
 
 
+def _predicted(data: bytes, modality: str = "mri") -> AppTest:
+    at = upload(open_page("predict"), "scan.png", data)
+    at.selectbox(key="predict-modality").set_value(modality).run()
+    return button(at, "Predict").click().run()
+
+
 def test_predict_shows_label_probabilities_and_default_maps() -> None:
-    at = upload(open_page("predict"), "scan.png", _png())
-    at.selectbox(key="predict-modality").set_value("mri").run()
-    button(at, "Predict").click().run()
+    at = _predicted(_png())
     assert not at.exception and not at.error
     metric = at.metric[0]
     assert metric.label.startswith("Prediction")
     assert metric.value in ("glioma", "meningioma", "notumor", "pituitary")
-    captions = [img.proto.imgs[0].caption for img in at.get("image")]
+    titles = panel_titles(at)
+    assert titles[0] == "Uploaded, 96 x 96 px"
     for method in ("Grad-CAM", "HiResCAM", "HayCAM+"):
-        assert any(c and c.startswith(f"{method} - ") for c in captions), captions
+        assert any(t.startswith(f"{method} - ") for t in titles), titles
     labels = {b.label for b in at.get("download_button")}
     assert labels == {"Overlays (PNG)", "Report (HTML)", "Report (PDF)"}
 
 
-def test_display_controls_reuse_the_maps_and_methods_recompute() -> None:
-    at = upload(open_page("predict"), "scan.png", _png(1))
-    at.selectbox(key="predict-modality").set_value("xray").run()
-    button(at, "Predict").click().run()
-    first = at.session_state["predict"][2]
-    next(s for s in at.selectbox if s.label == "Colour map").set_value("inferno").run()
-    next(s for s in at.slider if s.label == "Opacity").set_value(0.8).run()
-    assert at.session_state["predict"][2] is first  # re-rendered, not recomputed
-    assert not at.exception
+def test_display_controls_reuse_the_maps_and_methods_need_no_second_click() -> None:
+    at = _predicted(_png(1), "xray")
+    cache = at.session_state["map-cache"]
+    assert cache.passes == 1
+    before = viewer_figure(at)["data"][1]["source"]
+    at.selectbox(key="predict-cmap-gradcam").set_value("cividis").run()
+    at.slider(key="predict-alpha-gradcam").set_value(0.8).run()
+    next(s for s in at.selectbox if s.label == "Colour map, every view").set_value("inferno").run()
+    at.radio(key="predict-view").set_value("what the model sees").run()
+    assert not at.exception and cache.passes == 1  # re-rendered, not recomputed
+    assert at.selectbox(key="predict-cmap-hirescam").value == "inferno"  # copied to each view
+    at.radio(key="predict-view").set_value("original image").run()
+    assert viewer_figure(at)["data"][1]["source"] != before
     next(m for m in at.multiselect if m.label == "Methods").set_value(["eigencam"]).run()
-    assert any("Press **Predict**" in i.value for i in at.info)  # stale result not shown
+    assert cache.passes == 2 and not at.exception  # the new method, without a second click
+    assert [t.split(" - ")[0] for t in panel_titles(at)[1:]] == ["Eigen-CAM"]
+
+
+def test_display_settings_survive_replacing_the_upload() -> None:
+    """Replacing the file passes through a run with no file, which stops the page before its
+    controls; the colour maps, opacities and methods chosen stay."""
+    at = _predicted(_png(7))
+    at.selectbox(key="predict-cmap").set_value("viridis").run()
+    at.slider(key="predict-alpha-hirescam").set_value(0.9).run()
+    at.multiselect(key="predict-methods").set_value(["gradcam", "hirescam"]).run()
+    at.file_uploader[0].clear()
+    at.run()
+    assert not at.selectbox  # the page stopped before its controls
+    at = upload(at, "next.png", _png(8))
     button(at, "Predict").click().run()
-    assert at.session_state["predict"][2] is not first
-    assert list(at.session_state["predict"][2].maps) == ["eigencam"]
+    assert at.selectbox(key="predict-cmap-gradcam").value == "viridis"
+    assert at.slider(key="predict-alpha-hirescam").value == 0.9
+    assert at.multiselect(key="predict-methods").value == ["gradcam", "hirescam"]
+
+
+def test_a_2000_pixel_upload_keeps_its_resolution() -> None:
+    """Axes span the uploaded 2000 px; only the pictures sent to the browser are capped."""
+    at = _predicted(_png(4, size=2000))
+    assert not at.exception and not at.error
+    for side, expected in (("1024 px (fast)", 1024), ("full resolution", 2000)):
+        at.selectbox(key="predict-side").set_value(side).run()
+        figure = viewer_figure(at)
+        assert figure["layout"]["xaxis"]["range"] == [-0.5, 1999.5]
+        images = [t for t in figure["data"] if t["type"] == "image"]
+        assert len(images) == 4
+        for trace in images:
+            width = Image.open(io.BytesIO(base64.b64decode(trace["source"].split(",")[1]))).width
+            assert width == expected and trace["dx"] * width == 2000
+
+
+def test_every_class_in_one_click_with_probabilities() -> None:
+    at = upload(open_page("predict"), "scan.png", _png(5))
+    at.selectbox(key="predict-modality").set_value("mri").run()
+    next(s for s in at.selectbox if s.label == "Explain class").set_value(
+        "every class (one row each)").run()
+    button(at, "Predict").click().run()
+    assert not at.exception
+    prediction = at.session_state["predict"][1]
+    titles = panel_titles(at)
+    for name, p in prediction.probabilities.items():
+        assert f"{name} {p:.1%} - Grad-CAM" in titles
+    assert len(titles) == 1 + 4 * 3
+    assert at.session_state["map-cache"].passes == 1  # every class in one batched pass
+
+
+def test_reports_are_built_only_when_downloaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import xai.report
+
+    built = []
+    for name in ("build_report_content", "report_html", "report_pdf", "png_bytes"):
+        real = getattr(xai.report, name)
+        monkeypatch.setattr(xai.report, name,
+                            lambda *a, _real=real, _name=name, **k: built.append(_name)
+                            or _real(*a, **k))
+    at = _predicted(_png(6))
+    next(s for s in at.slider if s.label == "Opacity, every view").set_value(0.7).run()
+    assert not at.exception and built == []
+    deferred = [b.proto for b in at.get("download_button")]
+    assert len(deferred) == 3 and all(b.deferred_file_id for b in deferred)
 
 
 def test_bad_upload_shows_one_error_and_the_page_stays_usable() -> None:

@@ -1,6 +1,8 @@
 """End to end: an upload carrying patient identifiers, through a real server and browser.
 
-Nothing identifying reaches the page, the downloaded reports or the server's output (run with
+Nothing identifying reaches the page (the map viewer's every view and the worklist included),
+the downloads (reports, overlays and the worklist CSV, generated on click) or the server's
+output (run with
 every logger at DEBUG), and the upload is never written to disk: the server process opens no
 file for writing while it handles the upload (an audit hook reports every such open, unnamed
 temporary files included), and no file that changed under the temp dir or the repository holds
@@ -26,6 +28,7 @@ from pydicom.dataset import Dataset
 from models.registry import WEIGHTS_DIR_ENV
 from tests.conftest import TINY_CLASSES
 from tests.e2e.conftest import REPO, running_app
+from tests.imaging.builders import zip_bytes
 from tests.reliability.test_patient_data import NEEDLES, PHI, leaked, pdf_text, phi_dicom
 from tests.reliability.test_server_config import MIB
 
@@ -139,6 +142,7 @@ def test_upload_leaves_no_identifier_and_no_copy(page: Page, tiny_registry: Path
                                                  tmp_path: Path) -> None:
     upload = phi_dicom("MR_small.dcm", _large_random_pixels)
     name = f"{PHI['PatientID']}.dcm"  # as exported by many PACS
+    series = zip_bytes({"IM0001": upload, "IM0002": phi_dicom("MR_small.dcm")})
     roots = (Path(tempfile.gettempdir()), REPO)
     before = _snapshot(*roots)
     output = tmp_path / "server.log"
@@ -152,14 +156,30 @@ def test_upload_leaves_no_identifier_and_no_copy(page: Page, tiny_registry: Path
             {"name": name, "mimeType": "application/dicom", "buffer": upload})
         page.get_by_role("button", name="Predict").click()
         label = page.locator('[data-testid="stMetricValue"]').inner_text()
+        page.get_by_role("combobox", name="Explain class").click()  # the viewer's every view
+        page.get_by_role("option", name="every class (one row each)").click()
+        page.get_by_text("what the model sees").click()
+        page.locator(".js-plotly-plot g.imagelayer image").nth(12).wait_for(state="attached")
         reports = {kind: _download(page, f"Report ({kind})") for kind in ("HTML", "PDF")}
+        overlays = _download(page, "Overlays (PNG)")
         shown = page.evaluate(TEXT_WITHOUT_UPLOADER)
+        page.goto(f"{url}/Worklist")  # a series of two identified slices, zipped
+        page.get_by_role("combobox", name="Modality").click()
+        page.get_by_role("option", name="brain MRI", exact=True).click()
+        page.locator(f'{UPLOADER} input[type="file"]').set_input_files(
+            {"name": "series.zip", "mimeType": "application/zip", "buffer": series})
+        page.get_by_text("2 files, 2 with a label").wait_for()
+        worklist = _download(page, "Worklist (CSV)").decode()
+        shown += page.evaluate(TEXT_WITHOUT_UPLOADER)
         end = time.time()
-    changed_files = _holding(before, _snapshot(*roots), _traces(upload, name))
+    traces = _traces(upload, name) + _traces(series, "series.zip")
+    changed_files = _holding(before, _snapshot(*roots), traces)
     server_output = output.read_text(errors="replace")
     assert label.strip() in TINY_CLASSES["mri"]
     assert leaked(shown) == []
     assert leaked(reports["HTML"]) == [] and leaked(pdf_text(reports["PDF"])) == []
+    assert overlays.startswith(b"\x89PNG") and leaked(overlays) == []
+    assert worklist.splitlines()[1].startswith("IM0001,mri,user,") and leaked(worklist) == []
     assert "DEBUG:" in server_output  # the server's logging really is at DEBUG
     assert leaked(server_output) == []
     assert _writes_between(server_output, start, end) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "png_chunk",
     "png_with_header",
     "with_bad_crc",
+    "zip_bytes",
 ]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -132,3 +134,12 @@ def assert_rejected(data: bytes, kind: str, **options: object) -> ImageInputErro
     assert "Traceback" not in error.message and "\n" not in error.message
     assert len(error.message) < 300
     return error
+
+
+def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip archive of ``members`` (name -> bytes), built in memory."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

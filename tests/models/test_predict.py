@@ -53,6 +53,12 @@ def test_predict_matches_a_manual_forward(tiny_registry: Path) -> None:
     assert result.confidence == pytest.approx(float(expected.max()), abs=1e-6)
     assert sum(result.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert result.latency_ms > 0
+    from models.predict import model_view
+
+    given = predict(loaded, rgb, view=model_view(loaded, rgb))  # preprocessed by the caller
+    assert given.probabilities == pytest.approx(result.probabilities, abs=1e-6)
+    other = predict(loaded, rgb, view=model_view(loaded, rgb[::-1]))  # control: the view counts
+    assert other.probabilities != pytest.approx(result.probabilities, abs=1e-6)
 
 
 def test_decide_applies_a_two_class_threshold_to_torch_and_numpy() -> None:

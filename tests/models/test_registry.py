@@ -191,6 +191,6 @@ def test_home_page_shows_unknown_arch_as_not_ready(tiny_registry: Path, tmp_path
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
     assert not at.exception
-    table = at.dataframe[0].value
+    table = at.table[0].value
     status = dict(zip(table["modality"], table["status"], strict=True))
     assert "no_such_net" in status["mri"] and status["xray"] == "ready"

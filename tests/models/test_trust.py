@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -52,6 +53,18 @@ def test_capture_features_removes_its_hook_even_on_error() -> None:
     with pytest.raises(RuntimeError), capture_features(model, "3"):
         raise RuntimeError("boom")
     assert not model[3]._forward_pre_hooks
+
+
+def test_capture_features_ignores_other_threads_on_a_shared_model() -> None:
+    """Sessions share one model: a forward another thread runs meanwhile (say, an explanation
+    of another image) must not become this prediction's features."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 2))
+    with capture_features(model, "3") as captured:
+        other = threading.Thread(target=lambda: model(torch.randn(7, 3, 2, 2)))
+        other.start()
+        other.join()
+        model(torch.randn(1, 3, 2, 2))
+    assert [c.shape[0] for c in captured] == [1]
 
 
 def test_tta_views_are_the_image_a_crop_and_two_brightness_shifts() -> None:

@@ -25,7 +25,7 @@ from streamlit.testing.v1.element_tree import Node
 
 from imaging import ImageInputError, Limits, LoadedImage, load_image
 from models.registry import WEIGHTS_DIR_ENV, LoadedModel, load_for_modality
-from tests.app.session import button, open_page, upload
+from tests.app.session import button, open_page, upload, viewer_figure
 from tests.conftest import TINY_CLASSES
 from tests.imaging.builders import dicom_bytes, encode
 from xai import Explanation, explain_loaded
@@ -297,3 +297,43 @@ def test_predict_page_shows_no_identifier(
     assert at.metric[0].value in TINY_CLASSES["mri"]
     assert any(expander.label == "DICOM display" for expander in at.expander)
     assert leaked(rendered_text(at)) == []
+
+
+def test_every_view_of_the_map_viewer_shows_no_identifier(
+    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The viewer's panels, titles and axes on the uploaded image and on the model's view, for
+    every class, at full resolution: nothing from the header."""
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tiny_registry))
+    at = upload(open_page("predict"), "scan.dcm", PHI_MR)
+    button(at, "Predict").click().run()
+    next(s for s in at.selectbox if s.label == "Explain class").set_value(
+        "every class (one row each)").run()
+    at.selectbox(key="predict-side").set_value("full resolution").run()
+    assert any("every class" in h.value for h in at.subheader)
+    for view in ("original image", "what the model sees"):
+        at.radio(key="predict-view").set_value(view).run()
+        assert not at.exception and not at.error
+        figure = viewer_figure(at)
+        assert len([t for t in figure["data"] if t["type"] == "image"]) == 13
+        assert leaked(rendered_text(at)) == [] and leaked(json.dumps(figure)) == []
+
+
+def test_the_worklist_table_and_csv_show_no_identifier(
+    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every bundled DICOM sample, identified, in one worklist: rows, CSV, page."""
+    from models.worklist import to_csv
+
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tiny_registry))
+    at = open_page("worklist")
+    at.selectbox(key="worklist-modality").set_value("mri").run()
+    for i, name in enumerate(DICOM_SAMPLES):
+        at.file_uploader[0].upload(f"IM{i:04d}", phi_dicom(name), "application/dicom")
+    at.run()
+    assert not at.exception and not at.error
+    items = at.session_state["worklist"][1]
+    assert [item.prediction is not None for item in items] == [True] * len(DICOM_SAMPLES)
+    table = at.dataframe[0].value
+    assert leaked(table.drop(columns="image").to_csv()) == []
+    assert leaked(to_csv(items)) == [] and leaked(rendered_text(at)) == []

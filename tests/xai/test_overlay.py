@@ -24,7 +24,7 @@ def test_grey_images_and_sizes() -> None:
     assert out.shape == (40, 30, 3) and out.dtype == np.uint8
 
 
-@pytest.mark.parametrize("cmap", ["turbo", "jet", "inferno"])
+@pytest.mark.parametrize("cmap", ["turbo", "jet", "inferno", "viridis", "cividis"])
 def test_colormaps_and_opacity(cmap: str) -> None:
     img = np.zeros((16, 16, 3), np.uint8)
     heat = colorize(_cam(), cmap)
@@ -39,6 +39,27 @@ def test_jet_is_red_at_the_peak_and_blue_at_zero() -> None:
     heat = colorize(np.array([[0.0, 1.0]], np.float32), "jet")
     assert heat[0, 0, 2] > 100 and heat[0, 0, 0] < 50  # blue (RGB order)
     assert heat[0, 1, 0] > 100 and heat[0, 1, 2] < 50  # red
+
+
+def test_heat_only_where_the_map_is_defined() -> None:
+    img = np.full((32, 32, 3), 90, np.uint8)
+    covered = np.zeros((32, 32), bool)
+    covered[8:24, 4:20] = True
+    out = overlay(img, cv2.resize(_cam(), (32, 32)), alpha=0.8, covered=covered)
+    assert np.array_equal(out[~covered], img[~covered])
+    assert (out[covered] != 90).any(axis=1).all()
+
+
+def test_colour_blind_safe_maps_rise_in_lightness() -> None:
+    """cividis and viridis read in order without hue: lightness grows from 0 to 1."""
+    from xai.overlay import COLORBLIND_SAFE
+
+    ramp = np.linspace(0, 1, 16, dtype=np.float32)[None, :]
+    for cmap in COLORBLIND_SAFE:
+        lightness = cv2.cvtColor(colorize(ramp, cmap), cv2.COLOR_RGB2LAB)[0, :, 0].astype(int)
+        assert (np.diff(lightness) > 0).all(), cmap
+    jet = cv2.cvtColor(colorize(ramp, "jet"), cv2.COLOR_RGB2LAB)[0, :, 0].astype(int)
+    assert not (np.diff(jet) > 0).all()  # control: jet's lightness goes up and down
 
 
 def test_contour_is_drawn() -> None:
