@@ -22,13 +22,14 @@ from .datatypes import Limits, LoadedImage, Window
 from .errors import ERROR_KINDS, ImageInputError
 from .loader import load_image, load_path
 from .modality import MODALITIES, suggest_modality
-from .preprocess import PREPROCESSING, PREPROCESSORS, crop_to_brain, preprocess
+from .preprocess import PREPROCESSING, PREPROCESSORS, WHOLE_IMAGE, crop_to_brain, preprocess
 
 __all__ = [
     "ERROR_KINDS",
     "MODALITIES",
     "PREPROCESSING",
     "PREPROCESSORS",
+    "WHOLE_IMAGE",
     "ImageInputError",
     "Limits",
     "LoadedImage",
