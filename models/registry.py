@@ -92,9 +92,9 @@ def find_card(modality: str, root: Path | None = None, task: str | None = None
               ) -> tuple[Path, ModelCard]:
     """The folder and card of the default model for ``modality`` (and ``task``, if given).
 
-    Among valid cards for the modality (and task), one marked ``default`` wins, then one of the
-    modality's first task (:data:`models.card.DEFAULT_TASKS`, when no task is given), then the
-    first by folder name. Unreadable cards are skipped here and listed by :func:`list_cards`;
+    Among valid cards for the modality (and task), those of the modality's first task come
+    first when no task is given (:data:`models.card.DEFAULT_TASKS`); then one marked
+    ``default`` wins, then the first by folder name. Unreadable cards are skipped here and listed by :func:`list_cards`;
     when none is left, the reason names this modality's cards with an unknown architecture.
     """
     if modality not in MODALITIES:
@@ -104,7 +104,7 @@ def find_card(modality: str, root: Path | None = None, task: str | None = None
         raise ModelUnavailable(modality, f"unknown task {task!r}; choose one of {', '.join(known)}")
     root = root or default_weights_dir()
     entries = list_cards(root)
-    candidates = [(not card.default, card.task != DEFAULT_TASKS[modality], folder.name, folder, card)
+    candidates = [(card.task != DEFAULT_TASKS[modality], not card.default, folder.name, folder, card)
                   for folder, card in entries
                   if isinstance(card, ModelCard) and card.modality == modality
                   and card.kind == "diagnosis" and task in (None, card.task)]

@@ -321,7 +321,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     spec = get_arch(recipe.arch)
     size = recipe.input_size or spec.input_size
     mean, std = _normalisation(recipe, spec.mean, spec.std)
-    out = args.out or Path("weights") / f"{'router' if args.router else args.task or args.modality}-{recipe.arch}"
+    family = "router" if args.router else args.task or args.modality
+    out = args.out or Path("weights") / f"{family}-{recipe.arch}"
     ckpt_dir = args.checkpoint_dir or Path("checkpoints") / out.name
     pretrained = args.pretrained or ("none" if recipe.regime == "scratch" else "imagenet")
     if recipe.regime == "scratch" and pretrained != "none":

@@ -12,7 +12,8 @@ all layers). Each epoch is checkpointed (``--resume`` continues), metrics go to 
 and TensorBoard in the checkpoint folder, training stops early when validation loss has not
 improved for ``patience`` epochs. At the end the best epoch is rounded to fp16, calibrated
 (temperature on validation), evaluated on the test split, written with its card to ``--out``
-(default ``weights/<modality>-<arch>``) and given its trust signals (:mod:`training.trust`).
+(default ``weights/<task or modality>-<arch>``) and given its trust signals
+(:mod:`training.trust`).
 
 Distributed: ``torchrun --nproc_per_node N -m training.train ...`` (gloo on CPU, nccl on GPU);
 each process trains on its shard, rank 0 logs and saves. This module holds only the command
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what the model is for (default: the modality's first task)")
     parser.add_argument("--recipe", default="default", choices=sorted(RECIPES),
                         help="preset of hyper-parameters (see training/recipes.py)")
-    parser.add_argument("--out", type=Path, help="registry folder (default weights/<modality>-<arch>)")
+    parser.add_argument("--out", type=Path,
+                        help="registry folder (default weights/<task, else modality>-<arch>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out model")
     parser.add_argument("--checkpoint-dir", type=Path,
                         help="checkpoints, metrics.csv, TensorBoard (default checkpoints/<out name>)")

@@ -121,6 +121,15 @@ def test_a_task_without_a_model_is_named_and_its_modality_falls_back(tmp_path: P
         find_card("endoscopy", tmp_path, "brain-tumour")
 
 
+def test_a_modality_without_a_task_prefers_its_first_task(tmp_path: Path) -> None:
+    register_tiny_colonoscopy(tmp_path, "a-colonoscopy")
+    register_tiny_model(tmp_path, "endoscopy", name="b-capsule", classes=["x", "y"],
+                        default=False)
+    assert find_card("endoscopy", tmp_path)[1].name == "b-capsule"
+    register_tiny_model(tmp_path, "endoscopy", name="c-capsule", classes=["x", "y"])
+    assert find_card("endoscopy", tmp_path)[1].name == "c-capsule"  # the default among them
+
+
 def test_models_load_by_name_or_folder(registry: Path) -> None:
     assert load_named("a-colonoscopy", registry, "cpu").card.task == "colonoscopy-polyp"
     assert load_named(registry / "capsule-tiny", device="cpu").card.name == "capsule-tiny"
