@@ -88,9 +88,10 @@ for name in ${ONLY}; do
     colonoscopy-lite0 | colonoscopy-binary)
         # Polyp (Kvasir-SEG frames) vs the four HyperKvasir lower-GI classes; -binary (not
         # shipped, card in ${RUNS}) merges those four into non-polyp, to decide by validation
-        # (metrics.val.per_class.polyp of both cards) whether they separate. mask_frame blacks out the frame furniture that tells the two
-        # sources apart (train and inference alike); thumbnail correlation joins repeated
-        # video frames into one group. The capsule recipe otherwise.
+        # (metrics.val.per_class.polyp of both cards) whether they separate. mask_frame blacks
+        # out the frame furniture that tells the two sources apart (train and inference
+        # alike); thumbnail correlation joins repeated video frames into one group. The
+        # capsule recipe otherwise (about 20 min on 2 idle cores).
         echo "=== ${name} $(date -u +%FT%TZ)"
         if [ "${name}" = colonoscopy-lite0 ]; then negatives=("${DATA}/hyperkvasir-lower-gi")
             out=(--out weights/colonoscopy-lite0 --default)
