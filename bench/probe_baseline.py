@@ -4,14 +4,16 @@
                                    [--write-cards] [--threads 2] [--json]
                                    [--out bench/results/probe_baseline.json]
 
-For each default model (``models.registry.registry_status``) the card's data is listed again
+For each default model of a (modality, task) (``models.registry.registry_status``, by task) of
+the chosen modalities the card's data is listed again
 (``data.sources``, else ``data.source``; relative paths are relative to the repository root),
 decoded once with the card's preprocessing and input size, and split into the card's exact test
 files (``split.test_files``, checked against ``split.test_sha256``) and all other images. The
 probe (:func:`training.probe.linear_probe`) trains on the others and is scored on the test
 files. Rule: the model beats the probe by >= 3 points of balanced accuracy or, where the probe
 already scores >= 0.97, is no worse. ``--write-cards`` stores the probe report in the card as
-``metrics["probe"]`` (weights untouched). Prints a table, writes JSON.
+``metrics["probe"]`` (weights untouched). Prints a table, writes JSON (tasks without a model
+are listed as skipped, by task id).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def probe_card(card: ModelCard, threads: int, batch_size: int) -> dict[str, Any]
 
 def write_card(modality: str, card: ModelCard, probe: dict[str, Any], root: Path | None) -> str:
     """Store ``probe`` as ``metrics["probe"]`` unless the card changed while probing."""
-    folder, current = find_card(modality, root)
+    folder, current = find_card(modality, root, card.task)
     if (current.sha256, current.split.get("test_sha256")) != (card.sha256,
                                                                card.split.get("test_sha256")):
         return f"not written: {folder.name} changed while probing (retrained?)"
@@ -110,21 +112,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
     torch.set_num_threads(args.threads)
 
-    status = registry_status(args.weights_dir)
+    status = registry_status(args.weights_dir, by_task=True)
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
-    for modality in chosen:
-        card = status[modality]
+    for (modality, task), card in status.items():
+        if modality not in chosen:
+            continue
         if not isinstance(card, ModelCard):
-            skipped[modality] = card.reason
+            skipped[task] = card.reason
             continue
         try:
             probe = probe_card(card, args.threads, args.batch_size)
         except (OSError, ValueError, KeyError) as exc:
-            skipped[modality] = f"{card.name}: {exc}"
+            skipped[task] = f"{card.name}: {exc}"
             continue
         model_bacc = float(card.metrics["balanced_accuracy"])
-        row = {"modality": modality, "model": card.name, "n": card.metrics.get("n"),
+        row = {"modality": modality, "task": task, "model": card.name, "n": card.metrics.get("n"),
                "model_accuracy": card.metrics.get("accuracy"), "model_balanced_accuracy": model_bacc,
                "probe_accuracy": probe["accuracy"], "probe_balanced_accuracy": probe["balanced_accuracy"],
                "difference": model_bacc - probe["balanced_accuracy"],
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['model_balanced_accuracy']:>10.3f} {r['probe_balanced_accuracy']:>10.3f} "
                      f"{r['difference'] * 100:>+6.1f}pt {r['probe']['C']:>8.3g}  "
                      f"{'pass' if r['passes'] else 'FAIL'}" + (f"  ({r['card']})" if "card" in r else ""))
-    lines += [f"{m:<10} skipped: {why}" for m, why in skipped.items()]
+    lines += [f"{task} skipped: {why}" for task, why in skipped.items()]
     lines.append(f"rule: model >= probe + {MARGIN * 100:.0f} points of balanced accuracy, or "
                  f"model >= probe where the probe scores >= {SATURATED}")
     summary = {"environment": environment(), "modalities": chosen,

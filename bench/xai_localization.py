@@ -1,16 +1,26 @@
-"""Localisation of each CAM method on capsule-endoscopy bleeding boxes, beside the studies' figures.
+"""Localisation of each CAM method on bleeding boxes and on polyp masks, beside the studies' figures.
 
-    python bench/xai_localization.py [--data DIR] [--methods all|name,...] [--limit N]
-                                     [--threshold otsu] [--region box] [--json] [--per-image]
-                                     [--weights-dir DIR] [--out bench/results/xai_localization.json]
+    python bench/xai_localization.py [--data DIR] [--tables bleeding,polyp] [--methods all|name,...]
+                                     [--limit N] [--threshold otsu] [--region box|mask]
+                                     [--json] [--per-image] [--write-card] [--weights-dir DIR]
+                                     [--out bench/results/xai_localization.json]
 
-Runs ``xai.localize`` on ``<data>/wce-bleeding/bleeding`` with the box masks of
-``<data>/wce-bleeding-masks/bleeding``, the installed endoscopy model and target class
-``bleeding``, and prints IoU / Dice / pointing per method next to the figures of the HayCAM+
-study (ResNet-18, mask / no-mask) and the DT Grad-CAM study (BreakHis 40x). Those are other
-data sets and models: context, not a like-for-like comparison. ``<data>`` defaults to
-``$MEDXAI_DATA`` or ``shared/data`` beside the repository. Without an installed
-endoscopy model it exits with code 1 and says so.
+Two tables, each run through ``xai.localize`` with the default model of its task:
+
+- ``bleeding``: the capsule model (``capsule-bleeding``) on ``<data>/wce-bleeding/bleeding``
+  with the box masks of ``<data>/wce-bleeding-masks/bleeding``, target ``bleeding``, box region.
+- ``polyp``: the colonoscopy model (``colonoscopy-polyp``) on the Kvasir-SEG frames of its own
+  test split (``<data>/kvasir-seg/images``, never trained on) with their pixel masks
+  (``<data>/kvasir-seg/masks``, white polyp on black), target ``polyp``, mask region. The
+  issue's targets (best method IoU >= 0.45, Dice >= 0.60, pointing >= 0.85, IoU >= 0.25 above
+  the whole frame) are checked below it; ``--write-card`` stores the table and its best method
+  (by IoU, with the threshold used) in the model card as ``metrics["localization"]``.
+
+Every row is printed next to the figures of the HayCAM+ study (ResNet-18, mask / no-mask) and
+the DT Grad-CAM study (BreakHis 40x): other data sets and models, context, not a like-for-like
+comparison. ``<data>`` defaults to ``$MEDXAI_DATA`` or ``shared/data`` beside the repository. A
+table whose model is not installed is skipped with the reason; with no table run the exit code
+is 1.
 """
 
 from __future__ import annotations
@@ -18,7 +28,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,6 +47,30 @@ STUDIES: dict[str, dict[str, tuple[float, float]]] = {
         "gradcam": (0.3064, 0.4628),
     },
 }
+# The issue's targets for the polyp maps: best method's IoU, Dice, pointing, IoU over the frame.
+POLYP_TARGETS = {"iou": 0.45, "dice": 0.60, "pointing": 0.85, "iou_above_whole_frame": 0.25}
+
+
+@dataclass(frozen=True)
+class Table:
+    """One localisation table: the task whose model is scored, images and masks under the data
+    folder, the class explained, the region rule and the split scored."""
+
+    task: str
+    images: str
+    masks: str
+    target: str
+    region: str
+    split: str
+    what: str
+
+
+TABLES = {
+    "bleeding": Table("capsule-bleeding", "wce-bleeding/bleeding", "wce-bleeding-masks/bleeding",
+                      "bleeding", "box", "all", "bleeding frames (boxes)"),
+    "polyp": Table("colonoscopy-polyp", "kvasir-seg/images", "kvasir-seg/masks", "polyp", "mask",
+                   "test", "Kvasir-SEG polyp frames of the model's test split (pixel masks)"),
+}
 
 
 def default_data() -> Path:
@@ -42,68 +78,147 @@ def default_data() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
+def best_method(summary: dict[str, Any]) -> str:
+    """The method with the highest mean IoU."""
+    return max(summary["methods"], key=lambda name: summary["methods"][name]["iou"])
+
+
+def target_check(summary: dict[str, Any]) -> dict[str, Any]:
+    """The best method's figures against :data:`POLYP_TARGETS`, each with whether it is met."""
+    best = best_method(summary)
+    scores = summary["methods"][best]
+    measured = {"iou": scores["iou"], "dice": scores["dice"], "pointing": scores["pointing"],
+                "iou_above_whole_frame": scores["iou"] - summary["whole_frame"]["iou"]}
+    return {"method": best, "threshold": summary["threshold"],
+            **{key: {"value": measured[key], "target": goal, "met": measured[key] >= goal}
+               for key, goal in POLYP_TARGETS.items()}}
+
+
+def format_rows(summary: dict[str, Any]) -> list[str]:
+    """The table's rows: methods and references, with the studies' IoU/Dice beside them."""
+    from xai.localize import reference_rows
+
+    header = f"{'method':<18} {'IoU':>7} {'Dice':>7} {'Point':>6} {'Energy':>7}"
+    lines = [header + "".join(f"  study{i + 1} IoU/Dice" for i in range(len(STUDIES)))]
+    for name, s in [*summary["methods"].items(), *reference_rows(summary)]:
+        row = (f"{name:<18} {s['iou']:7.4f} {s['dice']:7.4f} {s['pointing']:6.3f} "
+               f"{s['energy']:7.3f}")
+        for figures in STUDIES.values():
+            fig = figures.get(name)
+            row += f"  {fig[0]:.4f}/{fig[1]:.4f}" if fig else f"  {'-':>15}"
+        lines.append(row)
+    return lines
+
+
+def write_card(summary: dict[str, Any], check: dict[str, Any], weights_dir: Path | None) -> str:
+    """Store the table and its best method as ``metrics["localization"]`` of the scored card,
+    unless the card changed while the bench ran."""
+    from models.card import ModelCard
+    from models.registry import find_card
+
+    folder, card = find_card(summary["modality"], weights_dir, summary["task"])
+    if card.name != summary["model"] or card.sha256 != summary["sha256"]:
+        return f"not written: {folder.name} changed while the bench ran (retrained?)"
+    record = {k: v for k, v in summary.items()
+              if k not in ("per_image", "unpaired", "sha256", "targets")}
+    record["best"] = check
+    updated: ModelCard = replace(card, metrics={**card.metrics, "localization": record})
+    updated.write(folder)
+    return f"written to {folder.name}/card.json"
+
+
+def run_table(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Score one table; raises ``LookupError`` with the reason when it cannot run."""
+    from models.registry import ModelUnavailable, find_card
+    from xai.cli import CliError
+    from xai.localize import run_localization
+
+    table = TABLES[name]
+    images, masks = args.data / table.images, args.data / table.masks
+    if not images.is_dir() or not masks.is_dir():
+        raise LookupError(f"shared data not found: need {images} and {masks} (set --data or "
+                          "MEDXAI_DATA)")
+    try:
+        folder, card = find_card("endoscopy", args.weights_dir, table.task)
+    except ModelUnavailable as exc:
+        raise LookupError(f"there is nothing to score yet: {exc.reason}") from None
+    try:
+        summary = run_localization(None, images, masks, model=folder, split=table.split,
+                                   methods=args.methods, target=table.target,
+                                   threshold=args.threshold, region=args.region or table.region,
+                                   limit=args.limit)
+    except (CliError, ModelUnavailable, ValueError) as exc:
+        raise LookupError(str(exc)) from None
+    summary["sha256"] = card.sha256
+    if not args.per_image:
+        summary.pop("per_image")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=default_data())
+    parser.add_argument("--tables", default=",".join(TABLES),
+                        help=f"comma-separated subset of {','.join(TABLES)}")
     parser.add_argument("--methods", default="all")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--threshold", default="otsu", choices=("otsu", "fraction", "topk"))
-    parser.add_argument("--region", default="box", choices=("box", "mask"))
+    parser.add_argument("--region", choices=("box", "mask"),
+                        help="region rule for every table (default: box for the bleeding boxes, "
+                             "mask for the polyp masks)")
     parser.add_argument("--weights-dir", type=Path)
     parser.add_argument("--out", type=Path,
                         default=ROOT / "bench" / "results" / "xai_localization.json")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--per-image", action="store_true",
                         help="keep the per-image scores in the JSON (large)")
+    parser.add_argument("--write-card", action="store_true",
+                        help='store the polyp table and its best method in the colonoscopy '
+                             'card as metrics["localization"]')
     args = parser.parse_args(argv)
+    chosen = [t.strip() for t in args.tables.split(",") if t.strip()]
+    unknown = sorted(set(chosen) - set(TABLES))
+    if unknown:
+        parser.error(f"unknown tables {unknown}; choose from {', '.join(TABLES)}")
 
     from bench._common import write_results
-    from models.registry import ModelUnavailable, load_for_modality
-    from xai.cli import CliError
-    from xai.localize import reference_rows, run_localization
 
-    images = args.data / "wce-bleeding" / "bleeding"
-    masks = args.data / "wce-bleeding-masks" / "bleeding"
-    if not images.is_dir() or not masks.is_dir():
-        print(f"error: shared data not found: need {images} and {masks} (set --data or "
-              "MEDXAI_DATA)", file=sys.stderr)
+    results: dict[str, Any] = {"skipped": {}}
+    lines: list[str] = []
+    for name in chosen:
+        table = TABLES[name]
+        try:
+            summary = run_table(name, args)
+        except LookupError as exc:
+            results["skipped"][name] = str(exc)
+            print(f"{name} table skipped: {exc}", file=sys.stderr)
+            continue
+        results[name] = summary
+        lines += [f"{summary['images']} {table.what}, model {summary['model']}, target "
+                  f"{table.target}, {summary['threshold']} threshold, {summary['region']} region",
+                  *format_rows(summary)]
+        if name == "polyp":
+            check = target_check(summary)
+            summary["targets"] = check
+            lines.append(f"targets (best by IoU: {check['method']}): " + ", ".join(
+                f"{key} {check[key]['value']:.3f} {'>=' if check[key]['met'] else '<'} "
+                f"{check[key]['target']}" for key in POLYP_TARGETS))
+            if args.write_card:
+                lines.append(write_card(summary, check, args.weights_dir))
+        lines.append("")
+    if len(results) == 1:
+        print("error: no table could be scored: " + "; ".join(
+            f"{name}: {reason}" for name, reason in results["skipped"].items()), file=sys.stderr)
         return 1
-    try:
-        load_for_modality("endoscopy", args.weights_dir)
-    except ModelUnavailable as exc:
-        print(f"error: no endoscopy model is installed, so there is nothing to score yet ({exc})",
-              file=sys.stderr)
-        return 1
-    try:
-        summary = run_localization("endoscopy", images, masks, methods=args.methods,
-                                   target="bleeding", threshold=args.threshold,
-                                   region=args.region, limit=args.limit,
-                                   weights_dir=args.weights_dir)
-    except (CliError, ModelUnavailable, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    summary["studies"] = {k: {m: {"iou": v[0], "dice": v[1]} for m, v in d.items()}
+    results["studies"] = {k: {m: {"iou": v[0], "dice": v[1]} for m, v in d.items()}
                           for k, d in STUDIES.items()}
-    if not args.per_image:
-        summary.pop("per_image")
-    names = list(STUDIES)
-    lines = [f"{summary['images']} bleeding images, model {summary['model']}, target bleeding, "
-             f"{args.threshold} threshold, {args.region} region"]
-    header = f"{'method':<18} {'IoU':>7} {'Dice':>7} {'Point':>6} {'Energy':>7}"
-    lines.append(header + "".join(f"  study{i + 1} IoU/Dice" for i in range(len(names))))
-    for name, s in [*summary["methods"].items(), *reference_rows(summary)]:
-        row = (f"{name:<18} {s['iou']:7.4f} {s['dice']:7.4f} {s['pointing']:6.3f} "
-               f"{s['energy']:7.3f}")
-        for study in names:
-            fig = STUDIES[study].get(name)
-            row += f"  {fig[0]:.4f}/{fig[1]:.4f}" if fig else f"  {'-':>15}"
-        lines.append(row)
-    lines += [f"study{i + 1}: {study}" for i, study in enumerate(names)]
+    lines += [f"study{i + 1}: {study}" for i, study in enumerate(STUDIES)]
     lines.append("(whole frame): the uninformative map that marks every pixel; a method below it "
                  "has not localised anything")
-    lines.append("(ideal map): each cell of the target layer's grid holds its share of the box "
+    lines.append("(ideal map): each cell of the target layer's grid holds its share of the "
                  "mask; the most a map at that resolution can score with this region rule")
-    write_results(summary, args.out, "\n".join(lines), args.json)
+    lines += [f"{name} table skipped: {reason}" for name, reason in results["skipped"].items()]
+    write_results(results, args.out, "\n".join(lines), args.json)
     return 0
 
 

@@ -28,6 +28,7 @@ from .modality import MODALITIES, suggest_modality
 from .preprocess import (
     PREPROCESSING,
     PREPROCESSORS,
+    WHOLE_IMAGE,
     crop_to_brain,
     preprocess,
     preprocess_with_geometry,
@@ -38,6 +39,7 @@ __all__ = [
     "MODALITIES",
     "PREPROCESSING",
     "PREPROCESSORS",
+    "WHOLE_IMAGE",
     "ImageInputError",
     "Limits",
     "LoadedImage",

@@ -17,13 +17,37 @@ from typing import Any
 
 from imaging import MODALITIES, PREPROCESSING
 
-__all__ = ["CARD_FILE", "KINDS", "ROUTER_MODALITY", "CardError", "Headline", "ModelCard",
-           "code_version", "headline", "wilson_interval"]
+__all__ = ["CARD_FILE", "DEFAULT_TASKS", "KINDS", "ROUTER_MODALITY", "ROUTER_TASK", "TASKS",
+           "CardError", "Headline", "ModelCard", "Task", "code_version", "headline", "routed_to",
+           "wilson_interval"]
 
 CARD_FILE = "card.json"
 # ``diagnosis``: classifies images of one modality; ``router``: tells the modality of an image.
 KINDS = ("diagnosis", "router")
 ROUTER_MODALITY = "any"  # the modality field of a router's card
+ROUTER_TASK = "routing"  # the task field of a router's card
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a diagnosis model is for: the modality of its images and a title for people."""
+
+    modality: str
+    title: str
+
+
+# Every task a diagnosis model can have; the registry keeps one default model per task.
+TASKS: dict[str, Task] = {
+    "capsule-bleeding": Task("endoscopy", "capsule endoscopy for bleeding"),
+    "colonoscopy-polyp": Task("endoscopy", "colonoscopy for polyps"),
+    "brain-tumour": Task("mri", "brain MRI for tumours"),
+    "chest-pneumonia": Task("xray", "chest X-ray for pneumonia"),
+    "lung-cancer": Task("histology", "lung histology for cancer"),
+}
+# A modality's first task: the task of a card written before cards had one (each modality then
+# had this one model) and the model a modality gets when nothing names its task.
+DEFAULT_TASKS: dict[str, str] = {"endoscopy": "capsule-bleeding", "mri": "brain-tumour",
+                                 "xray": "chest-pneumonia", "histology": "lung-cancer"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -38,7 +62,9 @@ class ModelCard:
     ``data``: dataset name, source, licence and image counts; ``split``: method, seed, ratios
     and sizes; ``recipe``: hyper-parameters and the exact command; ``metrics``: test-split
     figures (and calibration); ``temperature``: softmax temperature fitted on validation;
-    ``kind``: ``diagnosis`` or ``router`` (its classes are modalities, its modality ``any``);
+    ``kind``: ``diagnosis`` or ``router`` (its classes are modalities or tasks, see
+    :func:`routed_to`; its modality ``any``); ``task``: one of :data:`TASKS` for the card's
+    modality (empty: the modality's :data:`DEFAULT_TASKS` entry; a router's is ``routing``);
     ``trust``: the out-of-distribution guard and uncertainty thresholds (see
     :mod:`models.trust`), with the file and sha256 of their statistics;
     ``decision_threshold`` (two-class models): the second class is predicted when its
@@ -66,15 +92,28 @@ class ModelCard:
     kind: str = "diagnosis"
     trust: dict[str, Any] = field(default_factory=dict)
     decision_threshold: float | None = None
+    task: str = ""
 
     def __post_init__(self) -> None:
+        if not self.task:  # a card from before tasks: the task its modality then had
+            default = ROUTER_TASK if self.kind == "router" else DEFAULT_TASKS.get(self.modality, "")
+            object.__setattr__(self, "task", default)
         problems = []
         if self.kind not in KINDS:
             problems.append(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
         elif self.kind == "router" and self.modality != ROUTER_MODALITY:
             problems.append(f"a router's modality must be {ROUTER_MODALITY!r}")
+        elif self.kind == "router" and self.task != ROUTER_TASK:
+            problems.append(f"a router's task must be {ROUTER_TASK!r}")
+        elif self.kind == "router" and not all(c in MODALITIES or c in TASKS for c in self.classes):
+            problems.append("a router's classes must be modalities or tasks")
         elif self.kind == "diagnosis" and self.modality not in MODALITIES:
             problems.append(f"modality {self.modality!r} is not one of {', '.join(MODALITIES)}")
+        elif self.kind == "diagnosis" and (self.task not in TASKS
+                                           or TASKS[self.task].modality != self.modality):
+            known = [t for t, task in TASKS.items() if task.modality == self.modality]
+            problems.append(f"task {self.task!r} is not a task of {self.modality} "
+                            f"({', '.join(known)})")
         trust_file = self.trust.get("file")
         if trust_file is not None and (Path(trust_file).name != trust_file
                                        or not _SHA256.fullmatch(str(self.trust.get("sha256")))):
@@ -127,6 +166,16 @@ class ModelCard:
         path = Path(folder) / CARD_FILE
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
         return path
+
+
+def routed_to(label: str) -> tuple[str, str | None]:
+    """The modality and task a router's class stands for: a task names both, a modality leaves
+    the task to the registry (its :data:`DEFAULT_TASKS` entry)."""
+    if label in TASKS:
+        return TASKS[label].modality, label
+    if label in MODALITIES:
+        return label, None
+    raise CardError(f"router class {label!r} is neither a modality nor a task")
 
 
 def code_version() -> str:

@@ -1,8 +1,8 @@
 """Prediction: the model's view of an image, class probabilities, and the ``models.predict`` CLI.
 
-``python -m models.predict PATH [--modality M] [--json]`` loads the image, picks the model for
-the modality (the flag, else the DICOM Modality tag, else the modality router; see
-:mod:`models.route`) and prints warnings first, then the label, confidence and all class
+``python -m models.predict PATH [--modality M] [--task T] [--json]`` loads the image, picks the
+model for the modality and task (the flags, else the DICOM Modality tag, else the modality
+router; see :mod:`models.route`) and prints warnings first, then the label, confidence and all class
 probabilities. Bad input, or an image of no known modality: exit code 2 and one line
 ``error: <message>`` on stderr.
 """
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from imaging import MODALITIES, ImageInputError, Window, load_path, preprocess
+from models.card import TASKS
 from models.registry import LoadedModel, ModelUnavailable
 from models.trust import capture_features, tta_views, uncertainty_of
 
@@ -162,6 +163,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("path", type=Path, help="PNG, JPEG, BMP, TIFF or DICOM file")
     parser.add_argument("--modality", choices=MODALITIES,
                         help="insist on a modality (default: the DICOM tag, else the router)")
+    parser.add_argument("--task", choices=sorted(TASKS),
+                        help="insist on a task, e.g. colonoscopy-polyp (default: the router's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--frame", type=int, help="DICOM/TIFF frame (default: middle frame)")
     parser.add_argument("--window", type=_parse_window, help="DICOM window CENTER,WIDTH")
@@ -176,14 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         image = load_path(args.path, frame=args.frame, window=args.window)
-        routing, loaded = route_and_load(image, args.modality, args.weights_dir)
+        routing, loaded = route_and_load(image, args.modality, args.weights_dir, args.task)
         result = predict(loaded, image.rgb)
     except (ImageInputError, ModelUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     warnings = routing.warnings + result.warnings
     if args.json:
-        print(json.dumps({"modality": routing.modality, "model": loaded.card.name, **asdict(result),
+        print(json.dumps({"modality": routing.modality, "task": loaded.card.task,
+                          "model": loaded.card.name, **asdict(result),
                           "modality_source": routing.source,
                           "modality_confidence": routing.confidence, "warnings": warnings}))
         return 0

@@ -3,7 +3,9 @@
 Finding a model reads only cards; loading checks the weights' sha256 against the card before
 deserialising (safetensors, or ``torch.load(weights_only=True)``) and checks that the weights
 fit the architecture and class list. Every failure is a :class:`ModelUnavailable` for that
-model's modality alone, so one broken model never takes the others down.
+model's modality alone, so one broken model never takes the others down. The registry keeps one
+default model per (modality, task) (see :data:`models.card.TASKS`); a modality without a task
+named gets the model of its first task (:data:`models.card.DEFAULT_TASKS`) when there is one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 
 from imaging import MODALITIES
-from models.card import CARD_FILE, CardError, ModelCard, code_version
+from models.card import CARD_FILE, DEFAULT_TASKS, TASKS, CardError, ModelCard, code_version
 from models.device import select_device
 from models.trust import FeatureGuard
 from models.zoo import ArchSpec, build_model, get_arch, list_archs
@@ -36,6 +38,7 @@ __all__ = [
     "list_cards",
     "load_for_modality",
     "load_model",
+    "load_named",
     "registry_status",
     "save_model",
     "sha256_bytes",
@@ -85,28 +88,37 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def find_card(modality: str, root: Path | None = None) -> tuple[Path, ModelCard]:
-    """The folder and card of the default model for ``modality``.
+def find_card(modality: str, root: Path | None = None, task: str | None = None
+              ) -> tuple[Path, ModelCard]:
+    """The folder and card of the default model for ``modality`` (and ``task``, if given).
 
-    Among valid cards for the modality, one marked ``default`` wins, then the first by folder
-    name. Unreadable cards are skipped here and listed by :func:`list_cards`; when none is
-    left, the reason names this modality's cards with an unknown architecture.
+    Among valid cards for the modality (and task), those of the modality's first task come
+    first when no task is given (:data:`models.card.DEFAULT_TASKS`); then one marked
+    ``default`` wins, then the first by folder name. Unreadable cards are skipped here and listed by :func:`list_cards`;
+    when none is left, the reason names this modality's cards with an unknown architecture.
     """
     if modality not in MODALITIES:
         raise ModelUnavailable(modality, f"unknown modality; choose one of {', '.join(MODALITIES)}")
+    if task is not None and (task not in TASKS or TASKS[task].modality != modality):
+        known = [t for t, spec in TASKS.items() if spec.modality == modality]
+        raise ModelUnavailable(modality, f"unknown task {task!r}; choose one of {', '.join(known)}")
     root = root or default_weights_dir()
     entries = list_cards(root)
-    candidates = [(not card.default, folder.name, folder, card) for folder, card in entries
+    candidates = [(card.task != DEFAULT_TASKS[modality], not card.default, folder.name, folder, card)
+                  for folder, card in entries
                   if isinstance(card, ModelCard) and card.modality == modality
-                  and card.kind == "diagnosis"]
+                  and card.kind == "diagnosis" and task in (None, card.task)]
     unknown = [str(error) for _, error in entries
-               if isinstance(error, UnknownArchitecture) and error.card.modality == modality]
+               if isinstance(error, UnknownArchitecture) and error.card.modality == modality
+               and task in (None, error.card.task)]
     if not candidates and unknown:
         raise ModelUnavailable(modality, "; ".join(unknown))
     if not candidates:
-        raise ModelUnavailable(modality, f"no model is installed in {root}; train one with "
-                                         f"`python -m training.train --modality {modality} ...`")
-    _, _, folder, card = min(candidates)
+        wanted = f" for {TASKS[task].title} ({task})" if task else ""
+        flags = f"--modality {modality}" + (f" --task {task}" if task else "")
+        raise ModelUnavailable(modality, f"no model{wanted} is installed in {root}; train one "
+                                         f"with `python -m training.train {flags} ...`")
+    *_, folder, card = min(candidates)
     return folder, card
 
 
@@ -182,10 +194,25 @@ def find_router(root: Path | None = None) -> Path:
 
 
 def load_for_modality(
-    modality: str, root: Path | None = None, device: torch.device | str | None = None
+    modality: str, root: Path | None = None, device: torch.device | str | None = None, *,
+    task: str | None = None,
 ) -> LoadedModel:
-    """Find and load the default model for ``modality``."""
-    folder, _ = find_card(modality, root)
+    """Find and load the default model for ``modality`` (and ``task``; see :func:`find_card`)."""
+    folder, _ = find_card(modality, root, task)
+    return load_model(folder, device)
+
+
+def load_named(name: str | Path, root: Path | None = None,
+               device: torch.device | str | None = None) -> LoadedModel:
+    """Load a model by its registry folder name under ``root``, or by a model folder path."""
+    folder = Path(name)
+    if not (folder / CARD_FILE).is_file():
+        folder = (root or default_weights_dir()) / str(name)
+    if not (folder / CARD_FILE).is_file():
+        known = [f.name for f, card in list_cards(root) if isinstance(card, ModelCard)]
+        raise ModelUnavailable(str(name), f"no model folder {name!r} in "
+                                          f"{root or default_weights_dir()} (installed: "
+                                          f"{', '.join(known) or 'none'})")
     return load_model(folder, device)
 
 
@@ -210,14 +237,20 @@ def save_model(model: nn.Module, folder: Path, *, half: bool = True, **card_fiel
     return card
 
 
-def registry_status(root: Path | None = None) -> dict[str, ModelCard | ModelUnavailable]:
-    """For each modality its default card, or why there is none (cards only, no weights read)."""
-    status: dict[str, ModelCard | ModelUnavailable] = {}
-    for modality in MODALITIES:
+def registry_status(root: Path | None = None, *, by_task: bool = False
+                    ) -> dict[Any, ModelCard | ModelUnavailable]:
+    """For each modality (``by_task``: each (modality, task) of :data:`models.card.TASKS`) its
+    default card, or why there is none (cards only, no weights read)."""
+    keys: list[tuple[str, str | None]] = (
+        [(spec.modality, task) for task, spec in TASKS.items()] if by_task
+        else [(modality, None) for modality in MODALITIES])
+    status: dict[Any, ModelCard | ModelUnavailable] = {}
+    for modality, task in keys:
+        key = (modality, task) if by_task else modality
         try:
-            status[modality] = find_card(modality, root)[1]
+            status[key] = find_card(modality, root, task)[1]
         except ModelUnavailable as exc:
-            status[modality] = exc
+            status[key] = exc
     return status
 
 

@@ -1,10 +1,13 @@
 """Which model reads this image: the DICOM tag, the modality router, or the user.
 
-The router is a registry model of kind ``router`` (its classes are modalities). Order of
-authority: a modality the user insists on, then the DICOM Modality tag, then the router. The
-router always runs when installed, so a choice that contradicts a confident router is flagged,
-and an image that its out-of-distribution guard places far from every modality is ``unknown``
-(no diagnosis model runs unless the user insists).
+The router is a registry model of kind ``router``. Its classes are modalities, or tasks where a
+modality has several (``capsule-bleeding``, ``colonoscopy-polyp``; see
+:func:`models.card.routed_to`), so one pass tells both the modality and the task. Order of
+authority for the modality: a modality or task the user insists on, then the DICOM Modality
+tag, then the router. The task is the user's, else the router's when it agrees on the modality,
+else the modality's default. The router always runs when installed, so a choice that
+contradicts a confident router is flagged, and an image that its out-of-distribution guard
+places far from every modality is ``unknown`` (no diagnosis model runs unless the user insists).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from imaging import MODALITIES, LoadedImage
+from models.card import TASKS, routed_to
 from models.predict import Prediction, predict
 from models.registry import (
     LoadedModel,
@@ -35,18 +39,21 @@ _NAMES = {"mri": "brain MRI", "xray": "X-ray", "endoscopy": "endoscopy", "histol
 @dataclass(frozen=True)
 class Routing:
     """The modality to use (``None``: unknown), where it came from (``user``, ``dicom``,
-    ``router`` or ``none``) and the router's own reading of the image (``None`` without one)."""
+    ``router`` or ``none``), the router's own reading of the image (``None`` without one) and
+    the task (``None``: the modality's default model)."""
 
     modality: str | None
     source: str
     router: Prediction | None = None
+    task: str | None = None
 
     @property
     def confidence(self) -> float | None:
-        """The router's probability of the chosen modality."""
+        """The router's probability of the chosen modality (summed over its tasks)."""
         if self.router is None or self.modality is None:
             return None
-        return self.router.probabilities.get(self.modality)
+        return sum(p for label, p in self.router.probabilities.items()
+                   if routed_to(label)[0] == self.modality)
 
     @property
     def recognised(self) -> bool:
@@ -66,33 +73,45 @@ class Routing:
                             f"; {origin} {describe(self.modality)}, so the label below is not "
                             "reliable."))
         elif (router is not None and self.modality is not None and self.source != "router"
-              and router.label != self.modality and router.confidence >= CONTRADICTION_CONFIDENCE):
+              and routed_to(router.label)[0] != self.modality
+              and router.confidence >= CONTRADICTION_CONFIDENCE):
             found.append(f"This image looks like {describe(router.label)} "
                          f"({router.confidence:.0%}), but {origin} {describe(self.modality)}: "
                          "the label below is not reliable.")
         return found
 
 
-def describe(modality: str) -> str:
-    """A modality's name for people (``mri`` -> ``brain MRI``)."""
-    return _NAMES.get(modality, modality)
+def describe(label: str) -> str:
+    """A modality's or task's name for people (``mri`` -> ``brain MRI``, ``colonoscopy-polyp``
+    -> ``colonoscopy for polyps``)."""
+    return TASKS[label].title if label in TASKS else _NAMES.get(label, label)
 
 
 def route(image: LoadedImage | np.ndarray, router: LoadedModel | None,
-          requested: str | None = None) -> Routing:
-    """Choose the modality of ``image`` (a :class:`LoadedImage` or an RGB array)."""
+          requested: str | None = None, task: str | None = None) -> Routing:
+    """Choose the modality and task of ``image`` (a :class:`LoadedImage` or an RGB array);
+    ``requested`` / ``task``: the user's modality / task (a task implies its modality)."""
+    if task is not None:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        if requested not in (None, TASKS[task].modality):
+            raise ValueError(f"task {task} reads {describe(TASKS[task].modality)}, not "
+                             f"{describe(requested)}")
+        requested = TASKS[task].modality
     rgb = image.rgb if isinstance(image, LoadedImage) else image
     tagged = image.suggested_modality if isinstance(image, LoadedImage) else None
     reading = predict(router, rgb, views=False) if router is not None else None
-    if requested:
-        return Routing(requested, "user", reading)
-    if tagged:
-        return Routing(tagged, "dicom", reading)
+    # Design: the router runs on every upload anyway, so a finer class (capsule vs colonoscopy)
+    # names the task in that same pass: simpler and surer than weighing several models' guards.
+    read_modality, read_task = (routed_to(reading.label) if reading is not None
+                                and reading.in_distribution is not False else (None, None))
+    chosen = requested or tagged
+    if chosen:
+        return Routing(chosen, "user" if requested else "dicom", reading,
+                       task or (read_task if read_modality == chosen else None))
     if reading is None:
         return Routing(None, "none")
-    if reading.in_distribution is False:
-        return Routing(None, "router", reading)
-    return Routing(reading.label, "router", reading)
+    return Routing(read_modality, "router", reading, read_task)
 
 
 def load_router(root: Path | None = None) -> LoadedModel | None:
@@ -104,15 +123,17 @@ def load_router(root: Path | None = None) -> LoadedModel | None:
 
 
 def route_and_load(image: LoadedImage, requested: str | None = None,
-                   root: Path | None = None) -> tuple[Routing, LoadedModel]:
-    """Route ``image`` and load the diagnosis model of its modality (the CLIs' road).
+                   root: Path | None = None, task: str | None = None
+                   ) -> tuple[Routing, LoadedModel]:
+    """Route ``image`` and load the diagnosis model of its modality and task (the CLIs' road).
 
-    Raises ``ValueError`` when no known modality is recognised and none was requested.
+    Raises ``ValueError`` when no known modality is recognised and none was requested, and
+    :class:`ModelUnavailable` when no model for the routed task is installed.
     """
-    routing = route(image, load_router(root), requested)
+    routing = route(image, load_router(root), requested, task)
     if routing.modality is None:
         reason = ("it does not look like any of them" if routing.router is not None else
                   "there is no DICOM Modality tag and no modality router is installed")
         raise ValueError(f"no known modality was recognised in this image ({reason}); pass "
                          f"--modality ({', '.join(MODALITIES)}) to insist")
-    return routing, load_for_modality(routing.modality, root)
+    return routing, load_for_modality(routing.modality, root, task=routing.task)

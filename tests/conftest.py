@@ -15,12 +15,13 @@ TINY_CLASSES = {"mri": ["glioma", "meningioma", "notumor", "pituitary"], "xray":
 
 def register_tiny_model(root: Path, modality: str, arch: str = "resnet18", seed: int = 0,
                         **overrides: object):
-    """Register a random-init model for ``modality`` under ``root`` (for tests only)."""
+    """Register a random-init model for ``modality`` under ``root`` (for tests only); a modality
+    outside :data:`TINY_CLASSES` needs ``classes`` among the card ``overrides``."""
     from models.registry import save_model
     from models.zoo import build_model, get_arch
 
     torch.manual_seed(seed)
-    classes = TINY_CLASSES[modality]
+    classes = list(overrides.get("classes") or TINY_CLASSES[modality])
     model = build_model(arch, len(classes))
     spec = get_arch(arch)
     fields: dict[str, object] = {
@@ -30,6 +31,22 @@ def register_tiny_model(root: Path, modality: str, arch: str = "resnet18", seed:
     }
     fields.update(overrides)
     return save_model(model, root / str(fields["name"]), **fields)
+
+
+def register_tiny_colonoscopy(root: Path, name: str = "colonoscopy-tiny", **overrides: object):
+    """Register a random-init colonoscopy polyp model (masked frames) under ``root``."""
+    fields: dict[str, object] = {"classes": ["non-polyp", "polyp"], "task": "colonoscopy-polyp",
+                                 "preprocessing": "mask_frame", **overrides}
+    return register_tiny_model(root, "endoscopy", name=name, **fields)
+
+
+def kvasir_test_split(data: Path, count: int) -> tuple[list[str], dict[str, object]]:
+    """``count`` Kvasir-SEG frame names and a card ``split`` listing them (and one HyperKvasir
+    frame without a polyp) as the test split, as a colonoscopy model's card would."""
+    names = [p.name for p in sorted((data / "kvasir-seg" / "images").glob("*.jpg"))[3:3 + count]]
+    other = sorted((data / "hyperkvasir-lower-gi" / "bbps-2-3").glob("*.jpg"))[0].name
+    files = [f"kvasir-seg/images/{n}" for n in names] + [f"hyperkvasir-lower-gi/bbps-2-3/{other}"]
+    return names, {"test_files": files}
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from torchvision.transforms.v2 import TrivialAugmentWide
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from imaging.preprocess import kept_region
 from training.recipes import Recipe
 
 __all__ = ["Augment", "normalise"]
@@ -36,7 +37,9 @@ class Augment(nn.Module):
     TrivialAugment (when asked) first, per image on uint8; then rotation, shift, flips and the
     random resized crop as one random affine map per image, applied to the whole batch in a
     single ``grid_sample`` (bilinear, zero fill); then brightness/contrast
-    ``g = alpha * f + beta``, gamma and blur, clipped to the valid range.
+    ``g = alpha * f + beta``, gamma and blur, clipped to the valid range. Last, a masking
+    preprocessing's fixed region (:func:`imaging.preprocess.kept_region`) is blacked out again,
+    so a shifted, flipped or brightened image is masked exactly as inference masks a view.
     """
 
     def __init__(self, recipe: Recipe, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -49,6 +52,7 @@ class Augment(nn.Module):
         self.gamma, self.blur = recipe.gamma_jitter, recipe.blur
         self.trivial = TrivialAugmentWide() if recipe.auto_augment == "trivial" else None
         self.mean, self.std = tuple(mean), tuple(std)
+        self.preprocessing = recipe.preprocessing
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Augment each image with its own random parameters, then normalise."""
@@ -70,6 +74,9 @@ class Augment(nn.Module):
             for i in torch.nonzero(torch.rand(n) < self.blur).flatten().tolist():
                 sigma = float(torch.empty(1).uniform_(0.1, 1.5))
                 x[i] = gaussian_blur(x[i], [5, 5], [sigma, sigma])
+        keep = kept_region(self.preprocessing, x.shape[-1])
+        if keep is not None:
+            x = x * torch.tensor(keep, dtype=x.dtype)
         return normalise(x.mul_(255.0), self.mean, self.std)
 
     def _grid(self, x: torch.Tensor) -> torch.Tensor:

@@ -217,14 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="cpu, cuda, mps (default: auto)")
     args = parser.parse_args(argv)
     from imaging import ImageInputError
-    from models.registry import ModelUnavailable, default_weights_dir, load_for_modality, load_model
+    from models.registry import ModelUnavailable, load_for_modality, load_named
 
     try:
         if args.model:
-            folder = Path(args.model)
-            if not folder.is_dir():
-                folder = (args.weights_dir or default_weights_dir()) / args.model
-            loaded = load_model(folder, args.device)
+            loaded = load_named(args.model, args.weights_dir, args.device)
         else:
             loaded = load_for_modality(args.modality, args.weights_dir, args.device)
         report = evaluate(loaded, args.data, split=args.split)

@@ -30,7 +30,8 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from imaging import MODALITIES
-from models.card import CARD_FILE, ROUTER_MODALITY, ModelCard, code_version
+from imaging.preprocess import kept_region
+from models.card import CARD_FILE, DEFAULT_TASKS, ROUTER_MODALITY, TASKS, ModelCard, code_version
 from models.device import select_device
 from models.registry import list_cards, load_model
 from models.zoo import (
@@ -44,7 +45,16 @@ from models.zoo import (
 )
 from training.augment import Augment, normalise
 from training.calibrate import calibration_record
-from training.data import Dataset, GroupRule, decode_images, dhash, list_sources, make_split
+from training.data import (
+    Dataset,
+    GroupRule,
+    decode_images,
+    dhash,
+    list_sources,
+    make_split,
+    source_location,
+    thumbnails,
+)
 from training.export import export_model, round_to_half
 from training.metrics import classification_report
 from training.recipes import Recipe
@@ -242,10 +252,10 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
 
 def _data_record(args: argparse.Namespace, dataset: Dataset) -> dict[str, Any]:
     """The card's ``data``: every source, with its own image count."""
-    sources = [{"source": str(d), "format": "csv" if d.is_file() else "folder",
+    sources = [{"source": str(d), "format": "csv" if source_location(d).is_file() else "folder",
                 "images": sum(f.startswith(_source_prefix(d, dataset)) for f in dataset.files)}
                for d in args.data]
-    names = [(d.parent if d.is_file() else d).name for d in args.data]
+    names = [(d.parent if d.is_file() else d).name for d in map(source_location, args.data)]
     return {"name": args.data_name or " + ".join(names), "source": " ".join(map(str, args.data)),
             "sources": sources, "licence": args.data_licence,
             "format": sources[0]["format"] if len(sources) == 1 else "several",
@@ -255,6 +265,7 @@ def _data_record(args: argparse.Namespace, dataset: Dataset) -> dict[str, Any]:
 
 def _source_prefix(source: Path, dataset: Dataset) -> str:
     """The prefix that files of ``source`` carry in a multi-source ``dataset`` ('' for one)."""
+    source = source_location(source)
     folder = (source.parent if source.is_file() else source).resolve()
     if folder == dataset.root.resolve():
         return ""
@@ -267,13 +278,14 @@ def _check_out(out: Path, force: bool, resume: bool) -> None:
         raise ValueError(f"{out} already holds a model; pass --force to overwrite it")
 
 
-def _make_sole_default(out: Path, modality: str) -> None:
-    """Unmark every other default model of ``modality`` in ``out``'s registry folder."""
+def _make_sole_default(out: Path, modality: str, task: str) -> None:
+    """Unmark every other default model of ``modality`` and ``task`` in ``out``'s registry
+    folder (a card without a task field has its modality's first task)."""
     for folder, card in list_cards(out.parent):
         if folder.resolve() != out.resolve() and isinstance(card, ModelCard) \
-                and card.modality == modality and card.default:
+                and (card.modality, card.task) == (modality, task) and card.default:
             replace(card, default=False).write(folder)
-            print(f"{folder.name} is no longer the default {modality} model")
+            print(f"{folder.name} is no longer the default {modality} model for {task}")
 
 
 def _record_external(out: Path, sources: list[Path]) -> ModelCard:
@@ -291,8 +303,13 @@ def _record_external(out: Path, sources: list[Path]) -> ModelCard:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Train as ``args`` (parsed by :func:`training.train.build_parser`) say; returns 0."""
+    if args.router and args.task:
+        raise ValueError("--task is for diagnosis models; a router's classes name the tasks")
     if args.router:
         args.modality = ROUTER_MODALITY
+    task = "" if args.router else args.task or DEFAULT_TASKS[args.modality]
+    if not args.router and TASKS[task].modality != args.modality:
+        raise ValueError(f"task {task} reads {TASKS[task].modality} images, not {args.modality}")
     recipe = resolve_recipe(args)
     run = Distributed(args.device)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", run.world))
@@ -304,7 +321,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     spec = get_arch(recipe.arch)
     size = recipe.input_size or spec.input_size
     mean, std = _normalisation(recipe, spec.mean, spec.std)
-    out = args.out or Path("weights") / f"{'router' if args.router else args.modality}-{recipe.arch}"
+    family = "router" if args.router else args.task or args.modality
+    out = args.out or Path("weights") / f"{family}-{recipe.arch}"
     ckpt_dir = args.checkpoint_dir or Path("checkpoints") / out.name
     pretrained = args.pretrained or ("none" if recipe.regime == "scratch" else "imagenet")
     if recipe.regime == "scratch" and pretrained != "none":
@@ -314,16 +332,19 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     t0 = time.perf_counter()
     _check_out(out, args.force, args.resume)
     dataset = list_sources(args.data, group_column=args.group_column, max_per_class=args.max_per_class)
-    if args.router and not set(dataset.classes) <= set(MODALITIES):
-        raise ValueError(f"a router's classes must be modalities ({', '.join(MODALITIES)}); "
-                         f"got {dataset.classes}")
+    if args.router and not set(dataset.classes) <= {*MODALITIES, *TASKS}:
+        raise ValueError(f"a router's classes must be modalities ({', '.join(MODALITIES)}) or "
+                         f"tasks ({', '.join(TASKS)}); got {dataset.classes}")
     images = decode_images(dataset.paths, recipe.preprocessing, size, threads=torch.get_num_threads())
     max_hamming = args.max_hamming if args.max_hamming is not None else (
         TIGHT_HAMMING if args.group_column or args.group_pattern else GroupRule.max_hamming)
-    rule = GroupRule(max_hamming, args.hash_bits, args.group_column, args.group_pattern)
+    rule = GroupRule(max_hamming, args.hash_bits, args.group_column, args.group_pattern,
+                     args.min_correlation)
     hashes = dhash(images, rule.hash_bits) if rule.max_hamming >= 0 else None
+    thumbs = (thumbnails(images, kept_region(recipe.preprocessing, size))
+              if rule.min_correlation is not None else None)
     split = make_split(dataset, hashes, rule, seed=args.seed, ratios=recipe.ratios,
-                       folds=recipe.folds, fold=recipe.fold)
+                       folds=recipe.folds, fold=recipe.fold, thumbs=thumbs)
     if not len(split.val):
         raise SystemExit("error: the validation split is empty; use more images or other ratios")
     labels = torch.from_numpy(dataset.labels)
@@ -520,7 +541,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if run.main:
         metrics = {**report, "evaluated_on": evaluated_on, "calibration": calibration,
                    "val": {k: val_report[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1",
-                                                      "auc_macro", "ece")},
+                                                      "auc_macro", "ece", "per_class",
+                                                      "confusion_matrix")},
                    "parameters": parameter_count(model),
                    "training": {"epochs_run": len(history), "best_epoch": state["best_epoch"],
                                 "stopped_early": stopped_early,
@@ -539,9 +561,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                     "torch": torch.__version__, "command": state["command"],
                     "resumed_with": state["resumed"]},
             metrics=metrics, default=args.default, code_version=state["code_version"],
-            kind="router" if args.router else "diagnosis", decision_threshold=cut)
+            kind="router" if args.router else "diagnosis", decision_threshold=cut, task=task)
         if args.default:
-            _make_sole_default(out, args.modality)
+            _make_sole_default(out, args.modality, card.task)
         card = fit_trust(out, images, dataset.labels, split)
         measured = card.trust["test"]
         log(f"trust: out-of-distribution threshold {card.trust['ood']['threshold']:.3f}, "

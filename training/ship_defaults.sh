@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Train the shipped models from the staged data, one after another: the modality router into
-# weights/router-lite0/ and the four default models (one per modality) into
-# weights/<modality>-lite0/. Every card records the exact command, seed and split,
+# weights/router-lite0/, the four default models (one per modality) into
+# weights/<modality>-lite0/ and the colonoscopy polyp model (endoscopy's second task) into
+# weights/colonoscopy-lite0/. Every card records the exact command, seed and split,
 # so re-running this script on the same commit reproduces the models. Resumable: pass --resume
 # after a stop (a finished model is then re-exported from its checkpoint).
 #
 #   training/ship_defaults.sh [extra training flags, e.g. --resume]
 #   ONLY="xray-lite0 mri-lite0" training/ship_defaults.sh     # a subset, in the given order
 #   ONLY="mri-cross-testing mri-cross-training" training/ship_defaults.sh  # cross-source check
+#   ONLY="colonoscopy-lite0 router-lite0" training/ship_defaults.sh  # the polyp model + router
+#   ONLY=colonoscopy-binary training/ship_defaults.sh  # polyp vs non-polyp, for comparison
 #
 # Environment: MEDXAI_DATA (default ../shared/data), CHECKPOINTS (default ../checkpoints),
 # PYTHON (default python). Run from anywhere; it works in the repository root.
@@ -25,7 +28,7 @@ DATA=${MEDXAI_DATA:-../shared/data}
 CKPT=${CHECKPOINTS:-../checkpoints}
 PY=${PYTHON:-python}
 RUNS=${RUNS:-../runs}  # models trained for measurement only (never in weights/)
-ONLY=${ONLY:-router-lite0 mri-lite0 xray-lite0 endoscopy-lite0 histology-lite0}
+ONLY=${ONLY:-router-lite0 mri-lite0 xray-lite0 endoscopy-lite0 histology-lite0 colonoscopy-lite0}
 COMMON=(--arch tf_efficientnet_lite0 --pretrained imagenet --input-size 224 --seed 0
         --warmup-epochs 3 --train-from "" --optimizer adamw --lr 4e-4 --weight-decay 0.01
         --schedule cosine --lr-warmup-epochs 1 --label-smoothing 0.05 --crop-scale 0.6
@@ -43,17 +46,19 @@ train() {
 
 for name in ${ONLY}; do
     case ${name} in
-    router-lite0)  # frozen ImageNet features + a linear head: every staged set, by modality
+    router-lite0)  # frozen ImageNet features + a linear head: every staged set, by modality,
+        # endoscopy split by task (capsule vs colonoscopy frames pick their own model)
         "${PY}" -m training.train --router --out weights/router-lite0 \
             --checkpoint-dir "${CKPT}/router-lite0" --arch tf_efficientnet_lite0 \
             --pretrained imagenet --input-size 224 --seed 0 --regime feature --epochs 30 \
             --lr 1e-3 --patience 5 --default --force --data \
             "${DATA}/brain-tumor-mri=mri" "${DATA}/brain-tumor-mri-more=mri" \
             "${DATA}/chest-xray-pneumonia=xray" "${DATA}/chest-xray-pneumonia-more=xray" \
-            "${DATA}/wce-bleeding=endoscopy" "${DATA}/wce-bleeding-more=endoscopy" \
-            "${DATA}/kvasir-seg/images=endoscopy" "${DATA}/hyperkvasir-lower-gi=endoscopy" \
+            "${DATA}/wce-bleeding=capsule-bleeding" "${DATA}/wce-bleeding-more=capsule-bleeding" \
+            "${DATA}/kvasir-seg/images=colonoscopy-polyp" \
+            "${DATA}/hyperkvasir-lower-gi=colonoscopy-polyp" \
             "${DATA}/lc25000-lung=histology" \
-            --data-name "All staged sets, labelled by modality" \
+            --data-name "All staged sets, labelled by modality (endoscopy by task)" \
             --data-licence "per source: see each model's card" "$@" ;;
     mri-lite0)
         train mri-lite0 --modality mri --recipe brain-mri-2024 --epochs 14 "${GREY[@]}" --hflip \
@@ -80,6 +85,25 @@ for name in ${ONLY}; do
             --data "${DATA}/lc25000-lung/SOURCES.csv" --group-column augmentation_group \
             --data-name "LC25000 lung (staged subset)" \
             --data-licence "LC25000: free for AI research, cite Borkowski et al. 2019" "$@" ;;
+    colonoscopy-lite0 | colonoscopy-binary)
+        # Polyp (Kvasir-SEG frames) vs the four HyperKvasir lower-GI classes; -binary (not
+        # shipped, card in ${RUNS}) merges those four into non-polyp, to decide by validation
+        # (metrics.val.per_class.polyp of both cards) whether they separate. mask_frame blacks
+        # out the frame furniture that tells the two sources apart (train and inference
+        # alike); thumbnail correlation joins repeated video frames into one group. The
+        # capsule recipe otherwise (about 20 min on 2 idle cores).
+        echo "=== ${name} $(date -u +%FT%TZ)"
+        if [ "${name}" = colonoscopy-lite0 ]; then negatives=("${DATA}/hyperkvasir-lower-gi")
+            out=(--out weights/colonoscopy-lite0 --default)
+        else negatives=("${DATA}/hyperkvasir-lower-gi=non-polyp"); out=(--out "${RUNS}/${name}"); fi
+        "${PY}" -m training.train "${out[@]}" --checkpoint-dir "${CKPT}/${name}" "${COMMON[@]}" \
+            --modality endoscopy --task colonoscopy-polyp --recipe kvasir-2023 --epochs 10 \
+            --batch-size 32 --preprocessing mask_frame --min-correlation 0.93 \
+            --rotation 20 --hflip --vflip --brightness-alpha 0.2 --brightness-beta 0.1 \
+            --data "${DATA}/kvasir-seg/images=polyp" "${negatives[@]}" \
+            --data-name "Kvasir-SEG polyps + HyperKvasir lower-GI frames without polyps (staged)" \
+            --data-licence "Kvasir-SEG: research use (commercial use needs permission); HyperKvasir: CC BY 4.0" \
+            "$@" ;;
     mri-cross-testing | mri-cross-training)  # cross-source validation, not shipped: train on one
         # Kaggle split, score the other as external data (both ways); cards in ${RUNS}.
         if [ "${name}" = mri-cross-testing ]; then own=brain-tumor-mri; other=brain-tumor-mri-more

@@ -1,17 +1,19 @@
 """Train a classifier and register it in the weight registry.
 
-``python -m training.train --data DIR [DIR ...] (--modality M | --router) [--recipe R] ...``
+``python -m training.train --data DIR [DIR ...] (--modality M [--task T] | --router) [--recipe R] ...``
 
 ``DIR`` is an ImageFolder tree, a CSV (path,label[,group]) or ``DIR=LABEL`` (every image under
-``DIR`` has class ``LABEL``). Every image is decoded and preprocessed once (as inference does)
-into memory; the split is stratified and near-duplicate aware over the union of the sources (see
-:mod:`training.data`). Regimes: ``scratch``, ``feature`` (frozen backbone: features computed
+``DIR`` has class ``LABEL``). ``--task`` names what the model is for (``models.card.TASKS``;
+default: the modality's first task); ``--default`` makes it the default of its (modality, task).
+Every image is decoded and preprocessed once (as inference does) into memory; the split is
+stratified and near-duplicate aware over the union of the sources (see :mod:`training.data`). Regimes: ``scratch``, ``feature`` (frozen backbone: features computed
 once, the head trained on the cache) and ``finetune`` (optional head warm-up on the cache, then
 all layers). Each epoch is checkpointed (``--resume`` continues), metrics go to ``metrics.csv``
 and TensorBoard in the checkpoint folder, training stops early when validation loss has not
 improved for ``patience`` epochs. At the end the best epoch is rounded to fp16, calibrated
 (temperature on validation), evaluated on the test split, written with its card to ``--out``
-(default ``weights/<modality>-<arch>``) and given its trust signals (:mod:`training.trust`).
+(default ``weights/<task or modality>-<arch>``) and given its trust signals
+(:mod:`training.trust`).
 
 Distributed: ``torchrun --nproc_per_node N -m training.train ...`` (gloo on CPU, nccl on GPU);
 each process trains on its shard, rank 0 logs and saves. This module holds only the command
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from imaging import MODALITIES, PREPROCESSING
+from models.card import TASKS
 from training.recipes import CHOICES, RECIPES, Recipe, get_recipe
 
 __all__ = ["TIGHT_HAMMING", "build_parser", "main", "resolve_recipe"]
@@ -41,7 +44,9 @@ _FLAG_CHOICES = {**CHOICES, "preprocessing": PREPROCESSING}
 _RECIPE_HELP = {
     "regime": "finetune (all layers from --train-from on), feature (frozen backbone, head only) "
               "or scratch (random init)",
-    "preprocessing": "resize, or brain_mri (crop to the brain + bilateral filter, then resize)",
+    "preprocessing": "resize, brain_mri (crop to the brain + bilateral filter, then resize) or "
+                     "mask_frame (resize, then black out a colonoscopy frame's furniture: "
+                     "outside the inscribed circle, the lower-left box, the left text strip)",
     "input_size": "side of the square input in pixels (default: the architecture's)",
     "normalisation": "arch (the architecture's mean/std), imagenet or symmetric ([-1, 1])",
     "epochs": "fine-tuning epochs, counted after the --warmup-epochs head-only epochs",
@@ -93,14 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, nargs="+", action="extend", required=True,
                         help="class folders or CSVs; several sources make one grouped split "
                              "over their union")
-    task = parser.add_mutually_exclusive_group(required=True)
-    task.add_argument("--modality", choices=MODALITIES, help="what the model reads")
-    task.add_argument("--router", action="store_true",
-                      help="train a modality router: its classes are modalities (give sources "
-                           "as DIR=MODALITY)")
+    kind = parser.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--modality", choices=MODALITIES, help="what the model reads")
+    kind.add_argument("--router", action="store_true",
+                      help="train a modality router: its classes are modalities, or tasks where "
+                           "a modality has several (give sources as DIR=MODALITY or DIR=TASK)")
+    parser.add_argument("--task", choices=sorted(TASKS),
+                        help="what the model is for (default: the modality's first task)")
     parser.add_argument("--recipe", default="default", choices=sorted(RECIPES),
                         help="preset of hyper-parameters (see training/recipes.py)")
-    parser.add_argument("--out", type=Path, help="registry folder (default weights/<modality>-<arch>)")
+    parser.add_argument("--out", type=Path,
+                        help="registry folder (default weights/<task, else modality>-<arch>)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --out model")
     parser.add_argument("--checkpoint-dir", type=Path,
                         help="checkpoints, metrics.csv, TensorBoard (default checkpoints/<out name>)")
@@ -116,10 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
                              f"(default {DEFAULT_HAMMING}, or {TIGHT_HAMMING} with a group "
                              "column or pattern: then only near-identical images are joined)")
     parser.add_argument("--hash-bits", type=int, default=DEFAULT_HASH_BITS, help="dHash side")
+    parser.add_argument("--min-correlation", type=float,
+                        help="also join images whose 32x32 grey thumbnails (over the pixels the "
+                             "preprocessing keeps) correlate above this, e.g. 0.93 for video "
+                             "frames (default: off)")
     parser.add_argument("--max-per-class", type=int, help="use only the first N images per class")
     parser.add_argument("--default", action="store_true",
-                        help="make this the modality's default model (other models of the "
-                             "modality in the registry folder stop being default)")
+                        help="make this the default model of its modality and task (other "
+                             "models of both in the registry folder stop being default)")
     parser.add_argument("--data-name", help="dataset name for the card (default: folder names)")
     parser.add_argument("--data-licence", default="", help="dataset licence for the card")
     parser.add_argument("--external", type=Path, nargs="+",

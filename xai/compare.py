@@ -155,10 +155,11 @@ def score_against_mask(maps: Mapping[str, CamMap], mask_rgb: np.ndarray, *,
     """IoU, Dice, pointing game and energy share of each map against a mask image, ranked,
     with the whole-frame and ideal-grid reference rows of :mod:`xai.localize`.
 
-    Each map is resized to the mask (white is inside), as ``python -m xai.localize`` does.
-    Model preprocessing that crops (brain MRI) would move the image but not the mask, so pass
-    masks only for models whose preprocessing is ``resize``. The ideal map uses the grid of the
-    maps at ``target_layer``.
+    Each map is resized to the mask (white is inside, e.g. a Kvasir-SEG polyp mask as it is;
+    score pixel masks with ``region="mask"``), as ``python -m xai.localize`` does. Model
+    preprocessing that crops (brain MRI) would move the image but not the mask, so pass masks
+    only for models whose preprocessing keeps the whole image (:data:`imaging.WHOLE_IMAGE`).
+    The ideal map uses the grid of the maps at ``target_layer``.
     """
     gt = np.asarray(mask_rgb)
     gt = (gt.max(axis=2) if gt.ndim == 3 else gt) > 127

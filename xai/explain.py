@@ -1,11 +1,11 @@
 """``python -m xai.explain``: class-activation maps of one image, as PNG overlays and a grid.
 
-    python -m xai.explain PATH [--modality M] [--methods all|name,name] [--target CLASS]
+    python -m xai.explain PATH [--modality M] [--task T] [--methods all|name,name] [--target CLASS]
                           --out DIR [--json] [--cmap turbo|jet|inferno|viridis|cividis] [--alpha A]
                           [--contour] [--options JSON] [--weights-dir DIR]
 
 Writes ``DIR/<stem>_<method>.png`` per method and ``DIR/<stem>_grid.png``. ``--json`` prints one
-object: ``label, confidence, target, modality, model, pass_ms, grid, methods: {name: {ms, file,
+object: ``label, confidence, target, modality, task, model, pass_ms, grid, methods: {name: {ms, file,
 flat, layer, label}}``. Bad input (unreadable image, unknown method or class, no model for
 the modality): exit code 2 and one line ``error: <message>`` on stderr.
 """
@@ -28,6 +28,8 @@ def _parser() -> OneLineParser:
     parser.add_argument("path", type=Path, help="PNG, JPEG, BMP, TIFF or DICOM file")
     parser.add_argument("--modality", help="endoscopy, mri, xray or histology "
                                            "(default: from the DICOM tag)")
+    parser.add_argument("--task", help="e.g. capsule-bleeding or colonoscopy-polyp "
+                                       "(default: the router's)")
     parser.add_argument("--methods", default="all",
                         help="'all' (default), or comma-separated names, e.g. gradcam,haycam_plus")
     parser.add_argument("--target", help="class name or index to explain (default: predicted)")
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = parse_options(args.options)
         image = load_path(args.path, frame=args.frame)
-        routing, loaded = route_and_load(image, args.modality, args.weights_dir)
+        routing, loaded = route_and_load(image, args.modality, args.weights_dir, args.task)
         modality = routing.modality
         methods = resolve_methods(args.methods, loaded.arch.stage_layers)
         result = explain_loaded(loaded, image.rgb, methods=methods, target=args.target,
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({
             "label": result.label, "confidence": result.confidence,
-            "target": result.target_label, "modality": modality, "model": loaded.card.name,
+            "target": result.target_label, "modality": modality, "task": loaded.card.task,
+            "model": loaded.card.name,
             "modality_source": routing.source, "warnings": routing.warnings,
             "pass_ms": result.pass_ms, "grid": grid_file,
             "methods": {name: {"ms": cam.ms, "file": files[name], "flat": cam.flat,

@@ -1,11 +1,16 @@
 """``python -m xai.localize``: how well each method's map finds the annotated region.
 
-    python -m xai.localize --images DIR --masks DIR --modality M [--target CLASS]
-                           [--methods all|name,name] [--threshold otsu|fraction|topk]
-                           [--region box|mask] [--limit N] [--json] [--weights-dir DIR]
+    python -m xai.localize --images DIR --masks DIR (--model NAME | --modality M)
+                           [--target CLASS] [--methods all|name,name] [--split all|test]
+                           [--threshold otsu|fraction|topk] [--region box|mask] [--limit N]
+                           [--json] [--weights-dir DIR]
 
-Each image in ``--images`` is paired with the mask of the same stem in ``--masks`` (any image
-extension; non-zero = region; a box mask works as is). The map of each method is resized to
+``--model`` is a registry folder name (or a model folder path), ``--modality`` the modality's
+default model. Each image in ``--images`` is paired with the mask of the same stem in
+``--masks`` (any image extension; non-zero = region; a box mask works as is, and so do
+Kvasir-SEG's white-on-black polyp masks). ``--split test`` keeps only the images the model's
+card lists in its test split (matched by file name), so a model is scored on images it never
+trained on. The map of each method is resized to
 the mask (bilinear) and scored with :func:`xai.metrics.localization_scores`: IoU and Dice of the
 thresholded map's largest component (its box with ``--region box``, the default, as in the
 studies), pointing game and energy-based pointing game. Beside the methods it reports two
@@ -15,8 +20,8 @@ that does not beat it has not localised anything. ``ideal hxw map``: the best ma
 target layer's h x w grid can draw (each cell's share of the mask, upsampled and scored by the
 same rule); the ceiling that layer's resolution and the region rule leave. Prints mean scores per method (and with
 ``--json`` the per-image scores too); a tqdm progress bar goes to stderr. Bad input: exit code
-2 and one line ``error: <message>``. Needs the card's whole-image ``resize`` preprocessing (a
-cropping preprocessing would move the map away from the mask).
+2 and one line ``error: <message>``. Needs a whole-image preprocessing on the card
+(:data:`imaging.WHOLE_IMAGE`: a cropping one would move the map away from the mask).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from xai.engine import CamMap, explain_loaded, resolve_methods
 from xai.metrics import localization_scores
 
 __all__ = ["IMAGE_SUFFIXES", "SCORES", "format_table", "grid_of", "ideal_map_scores", "main",
-           "pair_files", "reference_rows", "run_localization", "score_maps",
+           "pair_files", "reference_rows", "run_localization", "score_maps", "test_split_pairs",
            "whole_frame_scores"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
@@ -106,11 +111,25 @@ def _read_mask(path: Path) -> np.ndarray:
     return mask > 127 if mask.max() > 1 else mask > 0
 
 
+def test_split_pairs(pairs: list[tuple[Path, Path]], split: Mapping[str, Any]
+                     ) -> list[tuple[Path, Path]]:
+    """The pairs whose image file name is in the card's recorded test split (``split``)."""
+    names = {Path(f).name for f in split.get("test_files") or ()}
+    if not names:
+        raise CliError("the model card records no test split (test_files)")
+    kept = [pair for pair in pairs if pair[0].name in names]
+    if not kept:
+        raise CliError("none of these images is in the model's test split")
+    return kept
+
+
 def run_localization(
-    modality: str,
+    modality: str | None,
     images: Path,
     masks: Path,
     *,
+    model: str | Path | None = None,
+    split: str = "all",
     methods: str | Sequence[str] = "all",
     target: str | int | None = None,
     threshold: str = "otsu",
@@ -120,18 +139,26 @@ def run_localization(
     options: dict[str, dict[str, Any]] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Score every method over the folder; returns the JSON-ready summary."""
+    """Score every method over the folder with the default model of ``modality`` or the
+    registry model ``model`` (``split="test"``: only its test-split images); returns the
+    JSON-ready summary."""
     from tqdm import tqdm
 
-    from imaging import load_path
-    from models.registry import load_for_modality
+    from imaging import WHOLE_IMAGE, load_path
+    from models.registry import load_for_modality, load_named
 
-    loaded = load_for_modality(modality, weights_dir)
-    if loaded.card.preprocessing != "resize":
+    if (modality is None) == (model is None):
+        raise CliError("name either a modality or a model")
+    loaded = load_named(model, weights_dir) if model is not None else load_for_modality(
+        modality, weights_dir)
+    if loaded.card.preprocessing not in WHOLE_IMAGE:
         raise CliError(f"model {loaded.card.name} uses {loaded.card.preprocessing!r} "
-                       "preprocessing; localisation needs a whole-image 'resize'")
+                       f"preprocessing; localisation needs a whole-image one "
+                       f"({', '.join(WHOLE_IMAGE)})")
     names = resolve_methods(methods, loaded.arch.stage_layers)
     pairs, unpaired = pair_files(images, masks)
+    if split == "test":
+        pairs = test_split_pairs(pairs, loaded.card.split)
     if limit is not None:
         pairs = pairs[:limit]
     per_image: list[dict[str, Any]] = []
@@ -159,8 +186,8 @@ def run_localization(
         per_image.append(row)
     n = len(per_image)
     return {
-        "model": loaded.card.name, "modality": modality,
-        "target": "predicted" if target is None else str(target),
+        "model": loaded.card.name, "modality": loaded.card.modality, "task": loaded.card.task,
+        "split": split, "target": "predicted" if target is None else str(target),
         "threshold": threshold, "region": region, "images": n, "unpaired": unpaired,
         "methods": {name: {k: v / n for k, v in t.items()} for name, t in totals.items()},
         "whole_frame": {k: v / n for k, v in reference.items()},
@@ -178,7 +205,8 @@ def reference_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, float]]
 def format_table(summary: dict[str, Any]) -> str:
     """Plain-text table of the mean scores per method, and the two reference rows."""
     rows = [*summary["methods"].items(), *reference_rows(summary)]
-    lines = [f"{summary['images']} images, model {summary['model']}, target {summary['target']}, "
+    split = " of the model's test split" if summary.get("split") == "test" else ""
+    lines = [f"{summary['images']} images{split}, model {summary['model']}, target {summary['target']}, "
              f"{summary['threshold']} threshold, {summary['region']} region",
              f"{'method':<18} {'IoU':>7} {'Dice':>7} {'Point':>7} {'Energy':>7} {'ms':>8}"]
     for name, s in rows:
@@ -192,7 +220,11 @@ def _parser() -> OneLineParser:
     parser = OneLineParser(prog="python -m xai.localize", description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=Path, required=True, help="folder of images")
     parser.add_argument("--masks", type=Path, required=True, help="folder of masks (same stems)")
-    parser.add_argument("--modality", required=True, help="endoscopy, mri, xray or histology")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="registry folder name, or a model folder path")
+    which.add_argument("--modality", help="endoscopy, mri, xray or histology (its default model)")
+    parser.add_argument("--split", default="all", choices=("all", "test"),
+                        help="all pairs, or only the images of the model's test split")
     parser.add_argument("--target", help="class name or index (default: predicted class)")
     parser.add_argument("--methods", default="all", help="'all' or comma-separated names")
     parser.add_argument("--threshold", default="otsu", choices=("otsu", "fraction", "topk"))
@@ -214,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail("--limit must be at least 1")
     try:
         summary = run_localization(
-            args.modality, args.images, args.masks, methods=args.methods, target=args.target,
+            args.modality, args.images, args.masks, model=args.model, split=args.split,
+            methods=args.methods, target=args.target,
             threshold=args.threshold, region=args.region, limit=args.limit,
             weights_dir=args.weights_dir, options=parse_options(args.options),
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -42,3 +45,40 @@ def test_recipe_rejects_bad_augmentation_values() -> None:
         RECIPES["default"].override(crop_scale=0.0)
     with pytest.raises(ValueError, match="auto_augment"):
         RECIPES["default"].override(auto_augment="rand")
+
+
+def test_masked_recipes_stay_masked_after_augmentation() -> None:
+    """Shifts, flips, crops and brightness move or lift the black furniture mask; it is laid
+    again at the end, so every training image is masked where inference masks the view."""
+    from imaging.preprocess import frame_keep
+
+    recipe = RECIPES["default"].override(preprocessing="mask_frame", rotation=20, shift=0.1,
+                                         hflip=True, vflip=True, crop_scale=0.6,
+                                         brightness_alpha=0.2, brightness_beta=0.2, blur=0.5)
+    batch = _batch()
+    torch.manual_seed(0)
+    out = Augment(recipe, MEAN, STD)(batch)
+    black = normalise(torch.zeros(1, 3, 1, 1, dtype=torch.uint8), MEAN, STD)
+    masked = torch.from_numpy(~frame_keep(32))
+    assert torch.equal(out[:, :, masked], black.view(1, 3, 1).expand(6, 3, int(masked.sum())))
+    kept = out[:, :, ~masked]
+    assert not torch.allclose(kept, normalise(batch, MEAN, STD)[:, :, ~masked])
+
+
+def test_training_views_are_the_inference_views(shared_data: Path, tmp_path: Path) -> None:
+    """decode_images (training, evaluation, trust) and model_view (the app, the CLIs) give the
+    same masked view of a real colonoscopy frame."""
+    from imaging import load_path
+    from models.predict import model_view
+    from models.registry import load_model
+    from tests.conftest import register_tiny_colonoscopy
+    from training.data import decode_images
+
+    register_tiny_colonoscopy(tmp_path)
+    loaded = load_model(tmp_path / "colonoscopy-tiny", device="cpu")
+    for path in (sorted((shared_data / "hyperkvasir-lower-gi" / "normal-cecum").glob("*.jpg"))[0],
+                 sorted((shared_data / "kvasir-seg" / "images").glob("*.jpg"))[0]):
+        trained = decode_images([path], "mask_frame", loaded.card.input_size)[0]
+        served = model_view(loaded, load_path(path).rgb)
+        assert np.array_equal(trained.permute(1, 2, 0).numpy(), served)
+        assert not served[-2, 2].any()  # the lower-left box is black in both

@@ -146,3 +146,45 @@ def test_sources_union_and_fixed_labels(tmp_path: Path) -> None:
     labelled = list_sources([Path(f"{tmp_path / 'a'}=mri"), Path(f"{tmp_path / 'b'}=xray")])
     assert labelled.counts() == {"mri": 6, "xray": 9}
     assert not any(f.endswith("README") for f in labelled.files)
+
+
+def test_thumbnail_correlation_joins_repeated_frames(tmp_path: Path) -> None:
+    from training.data import thumbnails
+
+    rng = np.random.default_rng(0)
+    coarse = torch.from_numpy(rng.uniform(0, 255, (3, 3, 8, 8)))  # smooth, unrelated frames
+    frames = torch.nn.functional.interpolate(coarse, size=64, mode="bilinear").to(torch.uint8)
+    repeat = (frames[:1].int() + torch.randint(-6, 7, (1, 3, 64, 64))).clamp(0, 255)
+    images = torch.cat([frames, repeat.to(torch.uint8)])
+    dataset = _dataset([0, 0, 1, 1])
+    rule = GroupRule(max_hamming=-1, min_correlation=0.93)
+    groups = group_ids(dataset, None, rule, thumbnails(images))
+    assert groups[3] == groups[0] and len(set(groups.tolist())) == 3
+    assert len(set(group_ids(dataset, None, GroupRule(max_hamming=-1)).tolist())) == 4
+    with pytest.raises(ValueError, match="thumbnails"):
+        group_ids(dataset, None, rule)
+    assert "thumbnail correlation > 0.93" in rule.describe()
+
+
+def test_thumbnails_leave_out_the_fixed_mask(tmp_path: Path) -> None:
+    """Two unrelated masked frames share the black mask; over all cells that alone makes them
+    correlate, over the kept cells they do not."""
+    from imaging.preprocess import frame_keep
+    from training.data import thumbnails
+
+    rng = np.random.default_rng(1)
+    views = rng.integers(60, 256, (2, 64, 64, 3), dtype=np.uint8)
+    views[:, ~frame_keep(64)] = 0
+    images = torch.from_numpy(views).permute(0, 3, 1, 2)
+    everywhere, kept = thumbnails(images), thumbnails(images, frame_keep(64))
+    assert everywhere[0] @ everywhere[1] / everywhere.shape[1] > 0.8
+    assert abs(kept[0] @ kept[1] / kept.shape[1]) < 0.2
+
+
+def test_max_per_class_limits_fixed_label_sources(tmp_path: Path) -> None:
+    from training.data import list_sources, source_location
+
+    make_image_folder(tmp_path / "a", per_class=4)
+    source = Path(f"{tmp_path / 'a'}=polyp")
+    assert list_sources([source], max_per_class=5).counts() == {"polyp": 5}
+    assert source_location(source) == tmp_path / "a" and source_location(tmp_path) == tmp_path

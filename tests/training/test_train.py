@@ -264,3 +264,83 @@ def test_two_class_run_fits_a_decision_threshold_that_evaluate_applies(tmp_path,
                           str(tmp_path), "--split", "test", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["confusion_matrix"] == card.metrics["confusion_matrix"]
+
+
+def _train_endoscopy(data: Path, out: Path, *extra: str) -> ModelCard:
+    assert train.main(["--data", str(data), "--modality", "endoscopy", "--out", str(out),
+                       "--checkpoint-dir", str(out.parent.parent / "ck" / out.name), *TINY,
+                       "--epochs", "1", "--warmup-epochs", "0", *extra]) == 0
+    return ModelCard.read(out)
+
+
+def test_default_is_unique_per_modality_and_task(tmp_path: Path, capsys) -> None:
+    from models.registry import find_card
+
+    data = make_image_folder(tmp_path / "data", per_class=4)
+    weights = tmp_path / "w"
+    capsule = _train_endoscopy(data, weights / "capsule", "--default")
+    assert capsule.task == "capsule-bleeding"
+    raw = json.loads((weights / "capsule" / "card.json").read_text())
+    raw.pop("task")  # as written before cards had a task
+    (weights / "capsule" / "card.json").write_text(json.dumps(raw))
+    first = _train_endoscopy(data, weights / "colonoscopy-a", "--task", "colonoscopy-polyp",
+                             "--default")
+    assert first.task == "colonoscopy-polyp" and ModelCard.read(weights / "capsule").default
+    _train_endoscopy(data, weights / "colonoscopy-b", "--task", "colonoscopy-polyp", "--default")
+    assert "colonoscopy-a is no longer the default endoscopy model for colonoscopy-polyp" in \
+        capsys.readouterr().out
+    assert not ModelCard.read(weights / "colonoscopy-a").default
+    assert ModelCard.read(weights / "capsule").default
+    assert find_card("endoscopy", weights)[0].name == "capsule"
+    assert find_card("endoscopy", weights, "colonoscopy-polyp")[0].name == "colonoscopy-b"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--modality", "mri", "--task", "colonoscopy-polyp"], "reads endoscopy images, not mri"),
+    (["--router", "--task", "colonoscopy-polyp"], "--task is for diagnosis models"),
+])
+def test_a_task_must_fit_the_model(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    assert train.main(["--data", f"{data}=mri", *argv, "--out", str(tmp_path / "x"), *TINY]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_router_classes_may_name_tasks(tmp_path: Path) -> None:
+    capsule = make_image_folder(tmp_path / "capsule-like", per_class=4, seed=1)
+    colon = make_image_folder(tmp_path / "colon-like", per_class=4, seed=2)
+    out = tmp_path / "w" / "router"
+    assert train.main(["--router", "--data", f"{capsule}=capsule-bleeding",
+                       f"{colon}=colonoscopy-polyp", "--out", str(out), "--checkpoint-dir",
+                       str(tmp_path / "c"), "--regime", "feature", "--epochs", "1", *TINY]) == 0
+    card = ModelCard.read(out)
+    assert (card.kind, card.task, card.classes) == ("router", "routing",
+                                                    ["capsule-bleeding", "colonoscopy-polyp"])
+    assert [s["images"] for s in card.data["sources"]] == [12, 12]
+
+
+def test_colonoscopy_run_on_real_frames(shared_data: Path, tmp_path: Path, capsys) -> None:
+    """Real polyp and non-polyp frames, masked and grouped as the shipped recipe does, into the
+    registry; ``evaluate --model`` on the card's test split reproduces its figures."""
+    sources = [f"{shared_data / 'kvasir-seg' / 'images'}=polyp",
+               f"{shared_data / 'hyperkvasir-lower-gi'}=non-polyp"]
+    weights = tmp_path / "w"
+    assert train.main(["--data", *sources, "--modality", "endoscopy", "--task",
+                       "colonoscopy-polyp", "--preprocessing", "mask_frame", "--min-correlation",
+                       "0.93", "--max-per-class", "8", "--epochs", "1", "--out",
+                       str(weights / "colonoscopy-tiny"), "--checkpoint-dir", str(tmp_path / "c"),
+                       *TINY]) == 0
+    card = ModelCard.read(weights / "colonoscopy-tiny")
+    assert (card.task, card.preprocessing, card.classes) == ("colonoscopy-polyp", "mask_frame",
+                                                             ["non-polyp", "polyp"])
+    assert card.split["group_rule"]["min_correlation"] == 0.93
+    assert "thumbnail correlation" in card.split["grouping"]
+    assert [s["images"] for s in card.data["sources"]] == [8, 8]
+    assert {"per_class", "confusion_matrix"} <= set(card.metrics["val"])
+    capsys.readouterr()
+    assert evaluate.main(["--data", *sources, "--model", "colonoscopy-tiny", "--weights-dir",
+                          str(weights), "--split", "test", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "colonoscopy-tiny" and report["n"] == card.metrics["n"]
+    assert report["confusion_matrix"] == card.metrics["confusion_matrix"]
+    assert report["per_class"]["polyp"]["sensitivity"] == pytest.approx(
+        card.metrics["per_class"]["polyp"]["sensitivity"])

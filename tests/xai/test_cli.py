@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import kvasir_test_split, register_tiny_colonoscopy
 from xai.explain import main as explain_main
 from xai.localize import ideal_map_scores
 from xai.localize import main as localize_main
@@ -161,3 +162,39 @@ def test_localize_table_and_errors(tiny_registry: Path, tmp_path: Path,
     code = localize_main(["--images", str(images), "--masks", str(masks), "--modality",
                           "endoscopy", "--weights-dir", str(tiny_registry)])
     assert code == 2 and "no usable model for endoscopy" in _one_error_line(capsys)
+
+
+def test_localize_by_model_on_its_test_split(shared_data: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    names, split = kvasir_test_split(shared_data, 2)
+    register_tiny_colonoscopy(tmp_path, split=split)
+    kvasir = shared_data / "kvasir-seg"
+    code = localize_main(["--images", str(kvasir / "images"), "--masks", str(kvasir / "masks"),
+                          "--model", "colonoscopy-tiny", "--weights-dir", str(tmp_path),
+                          "--split", "test", "--region", "mask", "--methods", "gradcam,eigencam",
+                          "--target", "polyp", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [row["file"] for row in result["per_image"]] == names
+    assert (result["model"], result["task"], result["split"], result["region"]) == (
+        "colonoscopy-tiny", "colonoscopy-polyp", "test", "mask")
+    # Kvasir-SEG masks are read as they are: white polyp on black
+    shares = [np.mean(cv2.imread(str(kvasir / "masks" / n.replace(".jpg", ".png")), 0) > 127)
+              for n in names]
+    assert result["whole_frame"]["iou"] == pytest.approx(np.mean(shares))
+    assert 0 < np.mean(shares) < 0.9
+
+
+def test_localize_model_errors(shared_data: Path, tiny_registry: Path, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    kvasir = shared_data / "kvasir-seg"
+    folders = ["--images", str(kvasir / "images"), "--masks", str(kvasir / "masks")]
+    assert localize_main([*folders, "--model", "colonoscopy-lite9",
+                          "--weights-dir", str(tiny_registry)]) == 2
+    assert "no model folder 'colonoscopy-lite9'" in _one_error_line(capsys)
+    assert localize_main([*folders, "--model", "tiny-xray-resnet18", "--weights-dir",
+                          str(tiny_registry), "--split", "test"]) == 2
+    assert "records no test split" in _one_error_line(capsys)
+    with pytest.raises(SystemExit) as stop:
+        localize_main([*folders, "--model", "tiny-mri-resnet18", "--modality", "mri"])
+    assert stop.value.code == 2 and "not allowed with" in _one_error_line(capsys)
