@@ -11,6 +11,7 @@ import streamlit as st
 
 from models.card import ModelCard, headline
 from models.registry import ModelUnavailable, find_router, registry_status
+from models.route import describe
 from pages import page_header
 
 
@@ -19,18 +20,19 @@ def home() -> None:
     page_header("MedXAI: explainable medical image classification", prominent=True)
     st.markdown(
         "Upload an endoscopy, brain-MRI, X-ray or histology image (PNG, JPEG, TIFF or DICOM). The app "
-        "picks the fine-tuned model for that modality, shows the prediction with its confidence, and "
+        "picks the fine-tuned model for that modality and task (capsule endoscopy for bleeding or "
+        "colonoscopy for polyps, say), shows the prediction with its confidence, and "
         "shows class-activation maps side by side over the image, so you can see *where* the model "
         "looked before you weigh *what* it said."
     )
 
     st.subheader("Installed models")
-    rows = []
-    for modality, entry in registry_status().items():
+    rows, untrained = [], []
+    for (modality, task), entry in registry_status(by_task=True).items():
         if isinstance(entry, ModelCard):
             figures = headline(entry)
-            rows.append({"modality": modality, "model": entry.name, "architecture": entry.arch,
-                         "classes": ", ".join(entry.classes),
+            rows.append({"modality": modality, "task": describe(task), "model": entry.name,
+                         "architecture": entry.arch, "classes": ", ".join(entry.classes),
                          "test accuracy": "n/a" if figures.accuracy is None else f"{figures.accuracy:.1%}",
                          "95% CI": figures.ci_text, "test n": str(figures.n or "n/a"),
                          "external": figures.external_text,
@@ -38,15 +40,22 @@ def home() -> None:
                          else f"{figures.probe_accuracy:.1%}",
                          "data": entry.data.get("name", "unknown"), "status": "ready"})
         else:
-            rows.append({"modality": modality, "model": "-", "architecture": "-", "classes": "-",
-                         "test accuracy": "-", "95% CI": "-", "test n": "-", "external": "-",
-                         "linear probe": "-", "data": "-", "status": entry.reason})
+            missing = entry.reason.startswith("no model")  # else: why its cards cannot load
+            rows.append({"modality": modality, "task": describe(task), "model": "-",
+                         "architecture": "-", "classes": "-", "test accuracy": "-", "95% CI": "-",
+                         "test n": "-", "external": "-", "linear probe": "-", "data": "-",
+                         "status": "no model installed" if missing else entry.reason})
+            if missing:
+                untrained.append(f"`python -m training.train --modality {modality} --task {task} ...`")
     st.table(rows, hide_index=True)  # a static table: every column shown, long text wrapped
     st.caption("Test accuracy is measured on held-out images from the same sources as training; the "
                "95% CI (Wilson score interval) shows how far it could be off with that many images. "
                "*External*: accuracy on images from another source, where measured. *Linear probe*: "
                "a logistic regression on frozen ImageNet features of the same images, the floor a "
                "fine-tuned model should clearly beat.")
+    if untrained:
+        st.caption("One model per modality and task. To add a missing one, train it (see the "
+                   "README): " + ", ".join(untrained) + ".")
     try:
         router = ModelCard.read(find_router())
         st.markdown(f"**Modality router** `{router.name}` (classes {', '.join(router.classes)}; "

@@ -22,14 +22,14 @@ from models.route import Routing, route
 
 __all__ = ["COLUMNS", "WorkItem", "read_worklist", "to_csv"]
 
-COLUMNS = ("file", "modality", "detected by", "label", "confidence", "warnings", "problem")
+COLUMNS = ("file", "modality", "task", "detected by", "label", "confidence", "warnings", "problem")
 """The columns of a worklist row and of its CSV, in order."""
 
 
 @dataclass(frozen=True, eq=False)
 class WorkItem:
-    """One file of a worklist: what was read, where it was routed, what the model said, or why
-    nothing could be said (``problem``)."""
+    """One file of a worklist: what was read, where it was routed, the task of the model that
+    read it, what the model said, or why nothing could be said (``problem``)."""
 
     name: str
     digest: str
@@ -37,6 +37,7 @@ class WorkItem:
     routing: Routing | None = None
     prediction: Prediction | None = None
     problem: str | None = None
+    task: str | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -50,6 +51,7 @@ class WorkItem:
         return {
             "file": self.name,
             "modality": routing.modality if routing and routing.modality else "",
+            "task": self.task or (routing.task if routing and routing.task else ""),
             "detected by": routing.source if routing and routing.modality else "",
             "label": prediction.label if prediction else "",
             "confidence": round(prediction.confidence, 4) if prediction else None,
@@ -68,14 +70,15 @@ def _decode(file: NamedFile) -> LoadedImage | ImageInputError:
 def read_worklist(
     files: Sequence[NamedFile],
     router: LoadedModel | None,
-    model_for: Callable[[str], LoadedModel],
+    model_for: Callable[[str, str | None], LoadedModel],
     *,
     modality: str | None = None,
     threads: int = 2,
 ) -> Iterator[WorkItem]:
     """One :class:`WorkItem` per file, in order, as each is done (for a progress bar).
 
-    ``model_for(modality)`` gives the model (it may raise :class:`ModelUnavailable`);
+    ``model_for(modality, task)`` gives the model of the routed modality and task (``None``:
+    the modality's default; it may raise :class:`ModelUnavailable`);
     ``modality`` insists on one modality for every file, as the Predict page's box does.
     """
     with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -84,7 +87,7 @@ def read_worklist(
 
 
 def _analyse(file: NamedFile, decoded: LoadedImage | ImageInputError,
-             router: LoadedModel | None, model_for: Callable[[str], LoadedModel],
+             router: LoadedModel | None, model_for: Callable[[str, str | None], LoadedModel],
              modality: str | None) -> WorkItem:
     digest = content_digest(file.data)
     if isinstance(decoded, ImageInputError):
@@ -94,10 +97,11 @@ def _analyse(file: NamedFile, decoded: LoadedImage | ImageInputError,
         return WorkItem(file.name, digest, decoded, routing,
                         problem="modality unknown: choose one to read this file")
     try:
-        loaded = model_for(routing.modality)
+        loaded = model_for(routing.modality, routing.task)
     except ModelUnavailable as exc:
         return WorkItem(file.name, digest, decoded, routing, problem=str(exc))
-    return WorkItem(file.name, digest, decoded, routing, predict(loaded, decoded.rgb))
+    return WorkItem(file.name, digest, decoded, routing, predict(loaded, decoded.rgb),
+                    task=loaded.card.task)
 
 
 def to_csv(items: Iterable[WorkItem]) -> str:

@@ -59,7 +59,7 @@ if stored is None or stored[0] != key:
     table_so_far = st.empty()
     items, rows = [], []
     for item in read_worklist(files, cached_router(weights),
-                              lambda modality: cached_model(modality, weights),
+                              lambda modality, task: cached_model(modality, weights, task),
                               modality=None if choice == AUTOMATIC else choice):
         items.append(item)
         rows.append({"image": None if item.image is None else
@@ -100,7 +100,7 @@ if not chosen:
     st.info("Select a row with a label to open its maps here.")
 else:
     item = items[chosen[0]]
-    loaded = cached_model(item.routing.modality, weights)
+    loaded = cached_model(item.routing.modality, weights, item.task)
     with st.spinner("Computing heat maps..."):
         explanations = cache.explain(loaded, item.digest, item.image.rgb, METHODS,
                                      [item.prediction.index])
@@ -123,11 +123,12 @@ current = c2.selectbox("Current", done, index=1, format_func=label.get, key="wor
 choices = [m for m in available_methods(include_expensive=False) if m != "scorecam_fast"]
 method = c3.selectbox("Method", choices, format_func=method_label, key="worklist-method")
 pair = [items[prior], items[current]]
-if pair[0].routing.modality != pair[1].routing.modality:
-    st.warning("The two images are of different modalities: one model cannot explain both.")
+if (pair[0].routing.modality, pair[0].task) != (pair[1].routing.modality, pair[1].task):
+    st.warning("The two images are of different modalities or tasks: one model cannot explain "
+               "both.")
     st.stop()
 try:
-    loaded = cached_model(pair[1].routing.modality, weights)
+    loaded = cached_model(pair[1].routing.modality, weights, pair[1].task)
 except ModelUnavailable as exc:
     st.error(str(exc))
     st.stop()

@@ -13,6 +13,7 @@ from starlette.formparsers import MultiPartParser
 
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_image
 from imaging.archive import content_digest
+from models.card import DEFAULT_TASKS, TASKS
 from models.registry import LoadedModel, ModelUnavailable, default_weights_dir, load_for_modality
 from models.route import Routing, describe, load_router, route
 from xai.viewer import EVERY_CLASS, MapCache
@@ -53,16 +54,17 @@ def page_header(title: str, *, prominent: bool = False) -> None:
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=8)
-def cached_model(modality: str, weights_dir: str | None = None) -> LoadedModel:
-    """The verified default model of ``modality`` in ``weights_dir`` (default: the registry's),
-    loaded once per process and shared."""
-    return load_for_modality(modality, Path(weights_dir) if weights_dir else None)
+def cached_model(modality: str, weights_dir: str | None = None, task: str | None = None
+                 ) -> LoadedModel:
+    """The verified default model of ``modality`` and ``task`` (``None``: the modality's
+    default) in ``weights_dir`` (default: the registry's), loaded once per process and shared."""
+    return load_for_modality(modality, Path(weights_dir) if weights_dir else None, task=task)
 
 
-def model_or_error(modality: str) -> LoadedModel | None:
-    """The model, or ``None`` after showing why this modality is unavailable."""
+def model_or_error(modality: str, task: str | None = None) -> LoadedModel | None:
+    """The model, or ``None`` after showing why this modality or task is unavailable."""
     try:
-        return cached_model(modality, str(default_weights_dir()))
+        return cached_model(modality, str(default_weights_dir()), task)
     except ModelUnavailable as exc:
         st.error(str(exc))
         return None
@@ -124,49 +126,70 @@ def cached_router(weights_dir: str) -> LoadedModel | None:
     return load_router(Path(weights_dir))
 
 
+def tasks_of(choice: str) -> list[str]:
+    """The tasks the task box offers for the modality box's ``choice`` (every task when the
+    modality is automatic: a task implies its modality)."""
+    return [task for task, spec in TASKS.items() if choice in (AUTOMATIC, spec.modality)]
+
+
 def modality_routing(image: LoadedImage, key: str, digest: str) -> Routing:
-    """Modality box (automatic by default: the DICOM tag, else the router) and what it decided,
-    shown with any routing warning. Decided once per image and choice, not on every rerun."""
-    choice = st.selectbox(
+    """Modality and task boxes (automatic by default: the DICOM tag, else the router) and what
+    they decided. Decided once per image and choice, not on every rerun."""
+    left, right = st.columns(2)
+    choice = left.selectbox(
         "Modality", [AUTOMATIC, *MODALITIES], key=f"{key}-modality",
         format_func=lambda m: "automatic" if m == AUTOMATIC else describe(m),
         help="Automatic: the DICOM Modality tag when present, else the modality router. "
              "Choose one to insist.")
+    task = right.selectbox(
+        "Task", [AUTOMATIC, *tasks_of(choice)], key=f"{key}-task",
+        format_func=lambda t: "automatic" if t == AUTOMATIC else describe(t),
+        help="Automatic: the task the modality router reads in the image (e.g. capsule "
+             "endoscopy or colonoscopy), else the modality's default model. Choose one to "
+             "insist.")
     weights = str(default_weights_dir())
-    decided = (digest, choice, weights)
+    decided = (digest, choice, task, weights)
     stored = st.session_state.get(f"{key}-routing")
     if stored is None or stored[0] != decided:
         stored = decided, route(image, cached_router(weights),
-                                None if choice == AUTOMATIC else choice)
+                                None if choice == AUTOMATIC else choice,
+                                None if task == AUTOMATIC else task)
         st.session_state[f"{key}-routing"] = stored
-    routing = stored[1]
+    return stored[1]
+
+
+def routing_summary(routing: Routing, task: str) -> str:
+    """The "Modality: ..." line: the modality, the task its model reads, and who decided."""
     reading = routing.router
-    if routing.modality is not None:
-        origin = {"dicom": "from the DICOM header", "router": "detected",
-                  "user": "your choice"}[routing.source]
-        detected = (f"; the router reads {describe(reading.label)} ({reading.confidence:.0%})"
-                    if reading is not None and routing.source != "router" else "")
-        confidence = f" ({routing.confidence:.0%})" if routing.source == "router" else ""
-        st.markdown(f"**Modality: {describe(routing.modality)}**{confidence}, {origin}{detected}")
-    for warning in routing.warnings:
-        st.warning(warning, icon=":material/warning:")
-    if routing.modality is None and reading is None:
-        st.warning("No modality router is installed and the file has no DICOM Modality tag: "
-                   "choose the modality.")
-    return routing
+    origin = {"dicom": "from the DICOM header", "router": "detected",
+              "user": "your choice"}[routing.source]
+    detected = (f"; the router reads {describe(reading.label)} ({reading.confidence:.0%})"
+                if reading is not None and routing.source != "router" else "")
+    confidence = f" ({routing.confidence:.0%})" if routing.source == "router" else ""
+    return (f"**Modality: {describe(routing.modality)}**{confidence}, task: "
+            f"**{describe(task)}**, {origin}{detected}")
 
 
 def image_and_model(key: str, prompt: str) -> tuple[LoadedImage, str, LoadedModel, Routing]:
-    """Upload, routing and the model; stops the page with ``prompt``, a warning or the error."""
+    """Upload, routing and the model of the routed task; stops the page with ``prompt``, a
+    warning or the error."""
     upload = image_upload(key)
     if upload is None:
         st.info(prompt)
         st.stop()
     image, digest = upload
     routing = modality_routing(image, key, digest)
+    summary = st.empty()  # filled once the model, and so the task, is known
+    for warning in routing.warnings:
+        st.warning(warning, icon=":material/warning:")
     if routing.modality is None:
+        if routing.router is None:
+            st.warning("No modality router is installed and the file has no DICOM Modality "
+                       "tag: choose the modality.")
         st.stop()
-    loaded = model_or_error(routing.modality)
+    loaded = model_or_error(routing.modality, routing.task)
+    summary.markdown(routing_summary(routing, loaded.card.task if loaded else
+                                     routing.task or DEFAULT_TASKS[routing.modality]))
     if loaded is None:
         st.stop()
     return image, digest, loaded, routing

@@ -40,6 +40,27 @@ def register_tiny_colonoscopy(root: Path, name: str = "colonoscopy-tiny", **over
     return register_tiny_model(root, "endoscopy", name=name, **fields)
 
 
+ROUTES = ["capsule-bleeding", "colonoscopy-polyp", "mri"]
+"""The classes of :func:`register_biased_router`'s router: two endoscopy tasks and a modality."""
+
+
+def register_biased_router(root: Path, favourite: str) -> Path:
+    """A router that reads every image as ``favourite`` of :data:`ROUTES` (about 99% sure): a
+    zero-weight head with one large bias, so a test knows its reading without mocking it."""
+    from models.registry import save_model
+    from models.zoo import build_model, get_arch
+
+    model = build_model("resnet18", len(ROUTES))
+    with torch.no_grad():
+        model.fc[1].weight.zero_()
+        model.fc[1].bias.copy_(torch.tensor([5.0 if c == favourite else 0.0 for c in ROUTES]))
+    spec = get_arch("resnet18")
+    save_model(model, root / "router-tiny", name="router-tiny", modality="any", kind="router",
+               arch="resnet18", classes=ROUTES, input_size=64, mean=list(spec.mean),
+               std=list(spec.std), preprocessing="resize")
+    return root / "router-tiny"
+
+
 def kvasir_test_split(data: Path, count: int) -> tuple[list[str], dict[str, object]]:
     """``count`` Kvasir-SEG frame names and a card ``split`` listing them (and one HyperKvasir
     frame without a polyp) as the test split, as a colonoscopy model's card would."""

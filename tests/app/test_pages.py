@@ -153,7 +153,8 @@ def test_dicom_prefills_modality() -> None:
     at = upload(open_page("predict"), "IM0001", buf.getvalue())  # PACS exports: no extension
     assert not at.exception and not at.error
     assert next(s for s in at.selectbox if s.label == "Modality").value == "automatic"
-    assert any("**Modality: X-ray**, from the DICOM header" in m.value for m in at.markdown)
+    assert any("**Modality: X-ray**, task: **chest X-ray for pneumonia**, from the DICOM header"
+               in m.value for m in at.markdown)
     button(at, "Predict").click().run()
     assert not at.exception and not at.error
     assert at.metric[0].value in ("normal", "pneumonia")  # the xray model's classes

@@ -56,7 +56,7 @@ def test_five_files_fill_the_table_and_the_csv() -> None:
     assert table["image"][0].startswith("data:image/jpeg;base64,")  # the thumbnail
     items = at.session_state["worklist"][1]
     csv = to_csv(items)
-    assert csv.splitlines()[0] == "file,modality,detected by,label,confidence,warnings,problem"
+    assert csv.splitlines()[0] == "file,modality,task,detected by,label,confidence,warnings,problem"
     assert "export/" not in csv and len(csv.splitlines()) == 6
     assert [b.label for b in at.get("download_button")] == ["Worklist (CSV)"]
     pair = viewer_figure(at)  # prior and current side by side, each with its map

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from imaging import LoadedImage, load_path
 from models import predict as predict_cli
@@ -21,18 +20,15 @@ from models.registry import (
     load_for_modality,
     load_named,
     registry_status,
-    save_model,
 )
 from models.route import Routing, describe, load_router, route, route_and_load
-from models.zoo import build_model, get_arch
 from tests.conftest import (
     copy_entry,
+    register_biased_router,
     register_tiny_colonoscopy,
     register_tiny_model,
     rewrite_card,
 )
-
-ROUTES = ["capsule-bleeding", "colonoscopy-polyp", "mri"]
 
 
 def _forget_task(folder: Path) -> None:
@@ -40,20 +36,6 @@ def _forget_task(folder: Path) -> None:
     raw = json.loads((folder / "card.json").read_text())
     raw.pop("task")
     (folder / "card.json").write_text(json.dumps(raw))
-
-
-def _biased_router(root: Path, favourite: str) -> Path:
-    """A router that reads every image as ``favourite`` (about 99% sure): a zero-weight head
-    with one large bias, so the test knows its reading without mocking it."""
-    model = build_model("resnet18", len(ROUTES))
-    with torch.no_grad():
-        model.fc[1].weight.zero_()
-        model.fc[1].bias.copy_(torch.tensor([5.0 if c == favourite else 0.0 for c in ROUTES]))
-    spec = get_arch("resnet18")
-    save_model(model, root / "router-tiny", name="router-tiny", modality="any", kind="router",
-               arch="resnet18", classes=ROUTES, input_size=64, mean=list(spec.mean),
-               std=list(spec.std), preprocessing="resize")
-    return root / "router-tiny"
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +129,7 @@ def test_router_classes_stand_for_a_modality_and_maybe_a_task() -> None:
 
 def test_the_router_names_the_task(registry: Path, tmp_path: Path,
                                    polyp_frame: LoadedImage) -> None:
-    router = load_router(_biased_router(tmp_path, "colonoscopy-polyp").parent)
+    router = load_router(register_biased_router(tmp_path, "colonoscopy-polyp").parent)
     assert router is not None
     routing = route(polyp_frame, router)
     assert (routing.modality, routing.source, routing.task) == ("endoscopy", "router",
@@ -164,7 +146,7 @@ def test_the_router_names_the_task(registry: Path, tmp_path: Path,
 
 def test_the_user_can_override_the_task_or_the_modality(tmp_path: Path,
                                                         polyp_frame: LoadedImage) -> None:
-    router = load_router(_biased_router(tmp_path, "colonoscopy-polyp").parent)
+    router = load_router(register_biased_router(tmp_path, "colonoscopy-polyp").parent)
     override = route(polyp_frame, router, task="capsule-bleeding")
     assert (override.modality, override.task, override.source) == ("endoscopy", "capsule-bleeding",
                                                                     "user")
@@ -186,7 +168,7 @@ def test_route_and_load_and_the_cli_reach_the_task_model(registry: Path, tmp_pat
     root = tmp_path / "weights"
     for name in ("capsule-tiny", "a-colonoscopy"):
         copy_entry(registry, root, name)
-    _biased_router(root, "colonoscopy-polyp")
+    register_biased_router(root, "colonoscopy-polyp")
     routing, loaded = route_and_load(polyp_frame, root=root)
     assert routing.task == "colonoscopy-polyp" and loaded.card.name == "a-colonoscopy"
     _, capsule = route_and_load(polyp_frame, root=root, task="capsule-bleeding")

@@ -12,18 +12,21 @@ from imaging import load_image
 from imaging.archive import NamedFile
 from models.predict import predict
 from models.registry import LoadedModel, ModelUnavailable, load_for_modality
+from models.route import load_router
 from models.worklist import COLUMNS, read_worklist, to_csv
+from tests.conftest import register_biased_router, register_tiny_colonoscopy, register_tiny_model
 from tests.imaging.builders import dicom_bytes, noise_jpeg, noise_png
 
 
 @pytest.fixture(scope="module")
 def model_for(tiny_registry: Path):
-    models: dict[str, LoadedModel] = {}
+    models: dict[tuple[str, str | None], LoadedModel] = {}
 
-    def load(modality: str) -> LoadedModel:
-        if modality not in models:
-            models[modality] = load_for_modality(modality, tiny_registry, device="cpu")
-        return models[modality]
+    def load(modality: str, task: str | None = None) -> LoadedModel:
+        if (modality, task) not in models:
+            models[modality, task] = load_for_modality(modality, tiny_registry, device="cpu",
+                                                       task=task)
+        return models[modality, task]
 
     return load
 
@@ -59,10 +62,10 @@ def test_automatic_routing_without_a_router(model_for) -> None:
 
 
 def test_a_missing_model_is_that_row_s_problem(model_for) -> None:
-    def only_mri(modality: str) -> LoadedModel:  # a registry with no X-ray model
+    def only_mri(modality: str, task: str | None) -> LoadedModel:  # no X-ray model
         if modality != "mri":
             raise ModelUnavailable(modality, f"no model is installed for {modality}")
-        return model_for(modality)
+        return model_for(modality, task)
 
     automatic = list(read_worklist(_files(), None, only_mri))
     assert automatic[3].problem.endswith("no model is installed for xray")
@@ -80,3 +83,21 @@ def test_csv_has_base_names_results_and_no_formulas(model_for) -> None:
     assert float(rows[0]["confidence"]) == pytest.approx(items[0].prediction.confidence, abs=1e-4)
     assert rows[2]["label"] == "" and rows[2]["problem"].startswith("broken.png")
     assert [r["warnings"] for r in rows] == [" ".join(i.warnings) for i in items]
+
+
+def test_rows_are_read_by_the_model_of_their_routed_task(tmp_path: Path) -> None:
+    """The router names colonoscopy: the row gets the colonoscopy model, not the capsule one."""
+    register_tiny_model(tmp_path, "endoscopy", name="capsule-tiny", classes=["bleeding", "normal"])
+    register_tiny_colonoscopy(tmp_path)
+    router = load_router(register_biased_router(tmp_path, "colonoscopy-polyp").parent)
+    asked: list[tuple[str, str | None]] = []
+
+    def model_for(modality: str, task: str | None) -> LoadedModel:
+        asked.append((modality, task))
+        return load_for_modality(modality, tmp_path, device="cpu", task=task)
+
+    item, = read_worklist([NamedFile("frame.png", noise_png())], router, model_for)
+    assert asked == [("endoscopy", "colonoscopy-polyp")]
+    assert item.task == "colonoscopy-polyp" and set(item.prediction.probabilities) == {
+        "non-polyp", "polyp"}
+    assert item.row()["task"] == "colonoscopy-polyp"
