@@ -10,10 +10,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models.card import ModelCard
+from models.card import TASKS, ModelCard
 
-__all__ = ["METRICS", "PER_CLASS", "checks_text", "data_text", "metric_rows", "per_class_rows",
-           "recipe_text", "split_text"]
+__all__ = ["METRICS", "PER_CLASS", "PREPROCESSING_TEXT", "best_localizer", "checks_text",
+           "data_text", "metric_rows", "model_text", "per_class_rows", "recipe_text",
+           "split_text"]
+
+PREPROCESSING_TEXT: dict[str, str] = {
+    "resize": "the whole image is resized to a square, nothing cut away",
+    "brain_mri": "the image is cropped to the head, smoothed (bilateral filter, edges kept) and "
+                 "resized to a square",
+    "mask_frame": "the whole image is resized to a square, then everything outside the round "
+                  "field of view is blacked out: the corners, the box in the lower left and the "
+                  "strip of burned-in text on the left. Every frame gets the same mask, so the "
+                  "model looks at the bowel wall and cannot tell hospitals or scopes apart by "
+                  "their on-screen furniture",
+}
+"""Each preprocessing in plain words (what the model is shown of an upload)."""
 
 METRICS: dict[str, tuple[str, str]] = {
     "accuracy": ("Accuracy", "share of test images given the right class"),
@@ -59,6 +72,30 @@ def _source(source: Mapping[str, Any]) -> str:
     name = path.rstrip("/").split("/")[-1] + (f" (all {label})" if label else "")
     images = source.get("images")
     return name + (f" ({_count(images)})" if isinstance(images, int) and images > 0 else "")
+
+
+def model_text(card: ModelCard) -> list[str]:
+    """What the model is and is for: its task, network, input, preprocessing in plain words,
+    classes and softmax temperature."""
+    task = TASKS.get(card.task)
+    preprocessing = PREPROCESSING_TEXT.get(card.preprocessing)
+    return [
+        *([f"Task: **{task.title}** (`{card.task}`)"] if task and card.kind == "diagnosis" else []),
+        f"{card.arch}, input {card.input_size} px, preprocessing `{card.preprocessing}`"
+        + (f": {preprocessing}" if preprocessing else ""),
+        f"Classes: {', '.join(card.classes)}",
+        f"Softmax temperature {card.temperature:.3f} (fitted on validation images; below 1 "
+        "sharpens, above 1 softens the confidence)"]
+
+
+def best_localizer(card: ModelCard) -> str | None:
+    """The heat-map method that found the lesions best on this model's test masks
+    (``metrics["localization"]["best"]["method"]``, written by ``bench/xai_localization.py
+    --write-card``); ``None`` when the card has no such table."""
+    localization = card.metrics.get("localization")
+    best = localization.get("best") if isinstance(localization, Mapping) else None
+    method = best.get("method") if isinstance(best, Mapping) else None
+    return method if isinstance(method, str) else None
 
 
 def data_text(card: ModelCard) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from models.card_text import best_localizer
 from models.predict import predict
 from pages import (
     EVERY_CLASS,
@@ -14,9 +15,12 @@ from pages import (
     session_map_cache,
     target_choice,
 )
-from xai import available_methods, method_label, resolve_methods
+from xai import method_label, resolve_methods
+from xai.engine import stage_methods
+from xai.legend import grid_text
 from xai.overlay import COLORBLIND_SAFE, COLORMAPS, overlay
-from xai.report import build_report_content, png_bytes, report_html, report_pdf
+from xai.registry import method_names
+from xai.report import CASE_NOTE_LIMIT, build_report_content, png_bytes, report_html, report_pdf
 from xai.viewer import DISPLAY_SIDES, ORIGINAL, VIEWS, Style, linked_figure, sheet, target_indices
 
 DEFAULT_METHODS = ["gradcam", "hirescam", "haycam_plus"]
@@ -42,13 +46,24 @@ keep_settings(SETTINGS, prefixes=("predict-cmap-", "predict-alpha-"))
 image, digest, loaded, routing = image_and_model("predict", "Upload an image to start.")
 cache = session_map_cache()
 
+choices = method_names(include_expensive=False, include_variants=False)
+best = best_localizer(loaded.card)
+if best in choices and st.session_state.get("predict-best-for") != loaded.card.name:
+    # A model whose card names its best localiser starts with that method selected, once.
+    st.session_state["predict-best-for"] = loaded.card.name
+    st.session_state["predict-methods"] = [
+        best, *(m for m in st.session_state["predict-methods"] if m != best)]
+stage_names = stage_methods(loaded.arch.stage_layers)
 with st.sidebar:
     st.header("Heat maps")
-    choices = [m for m in available_methods(include_expensive=False) if m != "scorecam_fast"]
-    methods = st.multiselect("Methods", choices, key="predict-methods", format_func=method_label)
-    stages = st.checkbox("Add per-stage maps (stage 3, stage 4, fused)", key="predict-stages")
+    methods = st.multiselect("Methods", choices, key="predict-methods", format_func=method_label,
+                             help=f"{method_label(best)} found the lesions best on this model's "
+                                  "test masks." if best in choices else None)
+    stages = stage_names and st.checkbox(
+        f"Add per-stage maps ({', '.join(method_label(n) for n in stage_names)})",
+        key="predict-stages")
     target = target_choice(loaded, every_class=True)
-    requested = [*methods, *(["stages"] if stages else [])]
+    requested = [*methods, *(stage_names if stages else [])]
 
 left, right = st.columns([1, 2])
 left.image(cache.thumbnail(digest, image.rgb),
@@ -67,6 +82,9 @@ if stored is None or stored[0] != model_key:
     st.stop()
 prediction = stored[1]
 warnings = routing.warnings + prediction.warnings
+if st.session_state.get("predict-note-for") != digest:  # a case note belongs to one image
+    st.session_state.pop("predict-case-note", None)
+    st.session_state["predict-note-for"] = digest
 
 with right:
     for warning in prediction.warnings:  # routing warnings are shown above, by the upload
@@ -120,6 +138,7 @@ def viewer(explanations: list, names: list[str]) -> None:
                                 key=f"predict-cmap-{name}", format_func=colormap_name)
         alpha = column.slider(f"{method_label(name)}: opacity", 0.0, 1.0, step=0.05,
                               key=f"predict-alpha-{name}")
+        column.caption(grid_text(explanations[0].maps[name]))  # the map's native grid
         styles[name] = Style(cmap, alpha)
     max_side = DISPLAY_SIDES[side]
     rows, extent = cache.panels(loaded, digest, image.rgb, explanations, styles, mode=mode,
@@ -136,13 +155,21 @@ def viewer(explanations: list, names: list[str]) -> None:
     report_for = next((e for e in explanations if e.target_index == prediction.index),
                       explanations[0])
 
+    note = st.text_area("Case note for the report (optional)", key="predict-case-note",
+                        max_chars=CASE_NOTE_LIMIT,
+                        help="Printed on the downloaded report only: never saved or logged. "
+                             "Runs of six or more digits (record numbers) are removed.")
+    cmap = st.session_state["predict-cmap"]
+
     def report_content():
+        # One colour bar on the report, so every map there takes the "every view" colour map.
         contour = "otsu" if outline else None
-        overlays = {name: overlay(report_for.image, cam, cmap=styles[name].cmap,
-                                  alpha=styles[name].alpha, contour=contour)
+        overlays = {name: overlay(report_for.image, cam, cmap=cmap, alpha=styles[name].alpha,
+                                  contour=contour)
                     for name, cam in report_for.maps.items()}
         return build_report_content(report_for, loaded.card, overlays, image.meta,
-                                    warnings=warnings, modality_source=routing.source)
+                                    warnings=warnings, modality_source=routing.source,
+                                    case_note=note, cmap=cmap)
 
     def panels_png() -> bytes:
         canvas = cache.canvas(loaded, digest, image.rgb, mode, max_side)

@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from imaging import ImageInputError, load_image
+from imaging import WHOLE_IMAGE, ImageInputError, load_image
+from models.card_text import best_localizer
 from pages import image_and_model, page_header, target_choice
 from xai.compare import (
     Ranking,
@@ -47,7 +48,8 @@ image, digest, loaded, _ = image_and_model("compare", "Upload an image to compar
 c1, c2 = st.columns(2)
 target = target_choice(loaded, c1)
 exact = c2.checkbox("Exact Score-CAM (every channel; slow on a CPU)")
-mask_file = st.file_uploader("Optional ground-truth mask (white = region)",
+mask_file = st.file_uploader("Optional ground-truth mask (white = region on black, e.g. a "
+                             "Kvasir-SEG polyp mask as it is)",
                              type=["png", "jpg", "jpeg", "tif", "tiff", "bmp"], key="compare-mask")
 
 key = (digest, loaded.card.name, target, exact)
@@ -66,12 +68,17 @@ if stored is None or stored[0] != key:
 explanation = stored[1]
 st.markdown(f"**{explanation.label}** ({explanation.confidence:.1%}); maps explain "
             f"**{explanation.target_label}**.")
-st.caption(COLORBAR_CAPTION)
+best = best_localizer(loaded.card)  # first and marked when this run has its map
+best = best if best in explanation.maps else None
+st.caption(COLORBAR_CAPTION + (f" First: {explanation.maps[best].label}, the method that found "
+                               "the lesions best on this model's test masks." if best else ""))
 columns = st.columns(4)
-for i, cam in enumerate(explanation.maps.values()):
+ordered = sorted(explanation.maps.items(), key=lambda item: item[0] != best)  # stable sort
+for i, (name, cam) in enumerate(ordered):
     with columns[i % 4]:
         st.image(with_colorbar(overlay(explanation.image, cam)),
-                 caption=f"{cam.label} - {grid_text(cam)} - {cam.ms:.0f} ms")
+                 caption=f"{cam.label}{' (best on the test masks)' if name == best else ''} - "
+                         f"{grid_text(cam)} - {cam.ms:.0f} ms")
         for note in map_notes(cam, explanation.target_label):
             st.caption(f":material/warning: {note}")
 
@@ -81,7 +88,7 @@ if mask_file is not None:
     except ImageInputError as exc:
         st.error(f"Cannot use the mask {mask_file.name}: {exc}")
     else:
-        if loaded.card.preprocessing != "resize":
+        if loaded.card.preprocessing not in WHOLE_IMAGE:
             st.warning(f"This model crops the image ({loaded.card.preprocessing}); the mask is "
                        "only resized, so scores may be off.")
         st.subheader("Localisation against the mask")
@@ -89,7 +96,7 @@ if mask_file is not None:
                    "value of a column (none when every method has it). Grey reference rows: the "
                    "whole frame (a method below it has localised nothing) and the best map the "
                    "CAM grid can draw.")
-        ranking_table(score_against_mask(explanation.maps, mask_rgb,
+        ranking_table(score_against_mask(explanation.maps, mask_rgb, region="mask",
                                          target_layer=loaded.arch.target_layer))
 
 st.subheader("Faithfulness: deletion and insertion")

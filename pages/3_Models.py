@@ -10,11 +10,13 @@ from models.card_text import (
     checks_text,
     data_text,
     metric_rows,
+    model_text,
     per_class_rows,
     recipe_text,
     split_text,
 )
 from models.registry import list_cards
+from models.route import describe
 from pages import page_header
 
 CHART_HEIGHT = 480
@@ -40,18 +42,14 @@ for folder, card in entries:
         continue
     test = card.metrics  # test-split figures at the top level; "val", "calibration" nested
     sentence = headline(card).sentence
-    role = "modality router" if card.kind == "router" else card.modality
+    role = "modality router" if card.kind == "router" else describe(card.task)
     with st.expander(f"{role}: {card.name} - {sentence}", expanded=card.default):
         st.markdown(f"**{sentence[0].upper()}{sentence[1:]}.**")
         st.caption("95% CI: Wilson score interval over the n held-out test images (same sources "
                    "as training). External: images from another source. Linear-probe baseline: "
                    "logistic regression on frozen ImageNet features, the floor to beat.")
         left, right = st.columns(2)
-        sentences(left, "Model", [
-            f"{card.arch}, input {card.input_size} px, preprocessing `{card.preprocessing}`",
-            f"Classes: {', '.join(card.classes)}",
-            f"Softmax temperature {card.temperature:.3f} (fitted on validation images; below 1 "
-            "sharpens, above 1 softens the confidence)"])
+        sentences(left, "Model", model_text(card))
         measured = card.trust.get("test")
         if measured:
             left.markdown(

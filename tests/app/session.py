@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Button
 
@@ -39,3 +42,18 @@ def viewer_figure(at: AppTest) -> dict:
 def panel_titles(at: AppTest) -> list[str]:
     """The titles above the viewer's panels."""
     return [a["text"] for a in viewer_figure(at)["layout"]["annotations"]]
+
+
+def deferred_downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[], object]]:
+    """File name -> the callable a download button defers to (filled as pages run): what a
+    browser's click on that button would get, which AppTest cannot click."""
+    callables: dict[str, Callable[[], object]] = {}
+    register = MediaFileManager.add_deferred
+
+    def recording(self, data_callable, mimetype, coordinates, file_name=None, **options):
+        callables[str(file_name)] = data_callable
+        return register(self, data_callable, mimetype, coordinates, file_name=file_name,
+                        **options)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+    return callables
