@@ -337,3 +337,45 @@ def test_the_worklist_table_and_csv_show_no_identifier(
     table = at.dataframe[0].value
     assert leaked(table.drop(columns="image").to_csv()) == []
     assert leaked(to_csv(items)) == [] and leaked(rendered_text(at)) == []
+
+
+def _files_holding(text: str, roots: list[Path], since: float) -> list[Path]:
+    """Files under ``roots`` changed since ``since`` (epoch seconds) that contain ``text``."""
+    needle, found = text.encode(), []
+    for root in roots:
+        for path in root.rglob("*"):
+            try:
+                if (path.is_file() and path.stat().st_mtime >= since
+                        and path.stat().st_size < 50 * 2**20 and needle in path.read_bytes()):
+                    found.append(path)
+            except OSError:  # a file that vanished or cannot be read is not ours
+                continue
+    return found
+
+
+def test_the_case_note_is_printed_on_the_report_only(
+    tiny_registry: Path, monkeypatch: pytest.MonkeyPatch, all_output: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    """A case note typed on the Predict page reaches the downloaded report and nothing else: no
+    log, no warning, no file (the temporary folder and the repository are searched)."""
+    import tempfile
+    import time
+
+    from tests.app.session import REPO, deferred_downloads
+
+    note = f"Case note {PHI['PatientName']} seen in clinic"
+    started = time.time() - 1
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tiny_registry))
+    downloads = deferred_downloads(monkeypatch)
+    at = upload(open_page("predict"), "scan.dcm", PHI_MR)
+    button(at, "Predict").click().run()
+    at.text_area(key="predict-case-note").input(note).run()
+    assert not at.exception and not at.error
+    html, pdf = downloads["medxai-report.html"](), downloads["medxai-report.pdf"]()
+    assert note in html and note in pdf_text(pdf)  # the report is where the note goes
+    assert note not in all_output()
+    roots = [Path(tempfile.gettempdir()), REPO]
+    assert _files_holding(note, roots, started) == []
+    (tmp_path / "control.txt").write_text(note)  # control: the search finds a written note
+    assert _files_holding(note, roots, started) == [tmp_path / "control.txt"]
