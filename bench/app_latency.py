@@ -151,7 +151,7 @@ def _baselines(weights: Path | None, images: list[Path],
     from imaging import load_path
     from imaging.archive import NamedFile
     from models.predict import predict
-    from models.registry import load_for_modality
+    from models.registry import LoadedModel, load_for_modality
     from models.route import load_router, route_and_load
     from models.worklist import read_worklist
     from xai.viewer import ORIGINAL, MapCache, Style, data_uri, linked_figure
@@ -186,13 +186,20 @@ def _baselines(weights: Path | None, images: list[Path],
             one.append(t2 - t1)
             three.append(t3 - t2)
     router = load_router(weights)
-    models = {m: load_for_modality(m, weights) for m in DEFAULT_IMAGES}
+    models = {(m, None): load_for_modality(m, weights) for m in DEFAULT_IMAGES}
+
+    def model_for(modality: str, task: str | None) -> LoadedModel:
+        """The pages' cached models: a routed task's model is loaded on first use."""
+        if (modality, task) not in models:
+            models[modality, task] = load_for_modality(modality, weights, task=task)
+        return models[modality, task]
+
     thumbnails = MapCache()
     worklist = []
     for files in worklists:
         t0 = time.perf_counter()
         named = [NamedFile(f.name, f.read_bytes()) for f in files]
-        for item in read_worklist(named, router, models.__getitem__):
+        for item in read_worklist(named, router, model_for):
             data_uri(thumbnails.thumbnail(item.digest, item.image.rgb, 96))
         worklist.append(time.perf_counter() - t0)
     return {"start_to_first_prediction": cold, "predict_warm": click, "opacity_change": one,

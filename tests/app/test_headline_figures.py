@@ -39,5 +39,5 @@ def test_models_page_titles_and_cards_carry_the_sentence(figures_registry: Path)
     at = AppTest.from_file(str(REPO / "pages" / "3_Models.py"), default_timeout=60).run()
     assert not at.exception
     sentence = "test accuracy 80.0% (95% CI 49.0-94.3%, n=10); linear-probe baseline 70.0%"
-    assert f"mri: tiny-mri-resnet18 - {sentence}" in [e.label for e in at.expander]
+    assert f"brain MRI for tumours: tiny-mri-resnet18 - {sentence}" in [e.label for e in at.expander]
     assert any(m.value == f"**T{sentence[1:]}.**" for m in at.markdown)
