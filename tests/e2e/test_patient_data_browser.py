@@ -179,7 +179,7 @@ def test_upload_leaves_no_identifier_and_no_copy(page: Page, tiny_registry: Path
     assert leaked(shown) == []
     assert leaked(reports["HTML"]) == [] and leaked(pdf_text(reports["PDF"])) == []
     assert overlays.startswith(b"\x89PNG") and leaked(overlays) == []
-    assert worklist.splitlines()[1].startswith("IM0001,mri,user,") and leaked(worklist) == []
+    assert worklist.splitlines()[1].startswith("IM0001,mri,brain-tumour,user,") and leaked(worklist) == []
     assert "DEBUG:" in server_output  # the server's logging really is at DEBUG
     assert leaked(server_output) == []
     assert _writes_between(server_output, start, end) == []
