@@ -43,10 +43,9 @@ from imaging import MODALITIES, load_image  # noqa: E402
 from models.card import ModelCard  # noqa: E402
 from models.registry import LoadedModel, load_for_modality  # noqa: E402
 from tests.conftest import shared_data_root  # noqa: E402
-from xai import Explanation, explain_loaded, resolve_methods  # noqa: E402
+from xai import DEFAULT_METHODS, Explanation, explain_loaded, resolve_methods  # noqa: E402
 from xai.overlay import overlay  # noqa: E402
 
-PREDICT_PAGE_METHODS = "gradcam,hirescam,haycam_plus"
 TOLERANCE = 1e-5
 GENERATED_SIZE = 256
 
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=4, help="concurrent sessions (threads)")
     parser.add_argument("--requests", type=int, default=40, help="requests in total")
     parser.add_argument("--modality", default="xray", choices=MODALITIES)
-    parser.add_argument("--methods", default=PREDICT_PAGE_METHODS,
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help="comma-separated methods or groups (default: the Predict page's)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds of both modes; each mode's fastest is kept")

@@ -13,7 +13,8 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,6 +34,7 @@ __all__ = [
     "main",
     "model_view",
     "predict",
+    "predict_batch",
     "probabilities",
     "to_input",
     "view_to_input",
@@ -129,25 +131,61 @@ def predict(loaded: LoadedModel, rgb: np.ndarray, *, views: bool = True,
     (preprocessing included in the latency); trust signals from the same pass. ``view``: the
     image already preprocessed (:func:`model_view`), so as not to preprocess it again."""
     start = time.perf_counter()
-    with torch.inference_mode(), capture_features(loaded.model, feature_layer(loaded)) as features:
-        x = view_to_input(loaded, model_view(loaded, rgb) if view is None else view)
-        view_probs = probabilities(loaded.model(tta_views(x) if views else x),
-                                   loaded.card.temperature).cpu()
-    probs = view_probs[0]
-    labels = decide(view_probs, loaded.card.decision_threshold)
-    index = int(labels[0])
+    result = predict_batch(loaded, [model_view(loaded, rgb) if view is None else view],
+                           views=views)[0]
+    return replace(result, latency_ms=(time.perf_counter() - start) * 1000)
+
+
+def predict_batch(loaded: LoadedModel, model_views: Sequence[np.ndarray], *, views: bool = True,
+                  pass_rows: int | None = None) -> list[Prediction]:
+    """:func:`predict` for many images already in the model's view (see :func:`model_view`).
+
+    Each image's test-time views (``views``) run in the same forward pass as the image. With
+    ``pass_rows``, every forward pass holds the same number of images, as many as fit in
+    ``pass_rows`` input rows (at least one image with its views), the last pass padded with
+    zeros. An image's result then does not depend on which images share its batch: CPU kernels
+    round differently for different batch sizes, and a sharded or resumed run must give the
+    bits of an uninterrupted one. ``latency_ms`` is the batch's time divided by its size.
+    """
+    if not model_views:
+        return []
+    start = time.perf_counter()
+    x = torch.cat([view_to_input(loaded, view) for view in model_views])
+    per_image = 1
+    if views:
+        x = torch.cat([tta_views(x[i:i + 1]) for i in range(len(x))])
+        per_image = len(x) // len(model_views)
+    rows = (max(1, pass_rows // per_image) if pass_rows else len(model_views)) * per_image
+    logits, scores = [], []
+    with torch.inference_mode(), capture_features(loaded.model, feature_layer(loaded)) as captured:
+        for i in range(0, len(x), rows):
+            part = x[i:i + rows]
+            padded = torch.cat([part, part.new_zeros((rows - len(part), *part.shape[1:]))])
+            logits.append(loaded.model(padded)[:len(part)].float().cpu())
+            features = captured.pop()[::per_image].cpu()  # each image itself, not its views
+            if loaded.guard is not None:
+                scores.append(loaded.guard.score(features)[:len(part) // per_image])
+    probs = probabilities(torch.cat(logits), loaded.card.temperature)
+    probs = probs.view(len(model_views), per_image, -1)
     threshold = loaded.card.trust.get("uncertainty", {}).get("entropy_threshold",
                                                              DEFAULT_ENTROPY_THRESHOLD)
-    doubt = uncertainty_of(view_probs, threshold, labels)
-    ood_score = in_distribution = None
-    if loaded.guard is not None:
-        score = float(loaded.guard.score(features[0][:1].cpu())[0])
-        ood_score, in_distribution = score, score <= loaded.guard.threshold
-    latency_ms = (time.perf_counter() - start) * 1000
+    distances = torch.cat(scores) if scores else None
+    latency_ms = (time.perf_counter() - start) * 1000 / len(model_views)
     classes = loaded.card.classes
-    return Prediction(classes[index], index, float(probs[index]),
-                      {c: float(p) for c, p in zip(classes, probs, strict=True)}, latency_ms,
-                      in_distribution, ood_score, doubt.uncertain, doubt.entropy, doubt.agreement)
+    results = []
+    for i, view_probs in enumerate(probs):
+        labels = decide(view_probs, loaded.card.decision_threshold)
+        index = int(labels[0])
+        doubt = uncertainty_of(view_probs, threshold, labels)
+        ood_score = in_distribution = None
+        if loaded.guard is not None and distances is not None:
+            ood_score = float(distances[i])
+            in_distribution = ood_score <= loaded.guard.threshold
+        results.append(Prediction(
+            classes[index], index, float(view_probs[0, index]),
+            {c: float(p) for c, p in zip(classes, view_probs[0], strict=True)}, latency_ms,
+            in_distribution, ood_score, doubt.uncertain, doubt.entropy, doubt.agreement))
+    return results
 
 
 def _parse_window(text: str) -> Window:

@@ -12,6 +12,7 @@ places far from every modality is ``unknown`` (no diagnosis model runs unless th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from imaging import MODALITIES, LoadedImage
 from models.card import TASKS, routed_to
-from models.predict import Prediction, predict
+from models.predict import Prediction, predict, predict_batch
 from models.registry import (
     LoadedModel,
     ModelUnavailable,
@@ -28,7 +29,8 @@ from models.registry import (
     load_model,
 )
 
-__all__ = ["CONTRADICTION_CONFIDENCE", "Routing", "describe", "load_router", "route", "route_and_load"]
+__all__ = ["CONTRADICTION_CONFIDENCE", "Routing", "choose_modality", "describe", "load_router", "route",
+           "route_and_load", "route_batch", "unrecognised"]
 
 # A router at least this sure of another modality makes a user's or tag's choice suspect.
 CONTRADICTION_CONFIDENCE = 0.9
@@ -91,16 +93,44 @@ def route(image: LoadedImage | np.ndarray, router: LoadedModel | None,
           requested: str | None = None, task: str | None = None) -> Routing:
     """Choose the modality and task of ``image`` (a :class:`LoadedImage` or an RGB array);
     ``requested`` / ``task``: the user's modality / task (a task implies its modality)."""
-    if task is not None:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-        if requested not in (None, TASKS[task].modality):
-            raise ValueError(f"task {task} reads {describe(TASKS[task].modality)}, not "
-                             f"{describe(requested)}")
-        requested = TASKS[task].modality
+    requested = _requested_modality(requested, task)
     rgb = image.rgb if isinstance(image, LoadedImage) else image
     tagged = image.suggested_modality if isinstance(image, LoadedImage) else None
     reading = predict(router, rgb, views=False) if router is not None else None
+    return choose_modality(reading, tagged, requested, task)
+
+
+def route_batch(router: LoadedModel | None, router_views: Sequence[np.ndarray],
+                tagged: Sequence[str | None], requested: str | None = None,
+                task: str | None = None, pass_rows: int | None = None) -> list[Routing]:
+    """:func:`route` for many images: ``router_views`` are the images in the router's view
+    (ignored without a router), ``tagged`` each image's DICOM suggestion; ``pass_rows`` as in
+    :func:`models.predict.predict_batch`."""
+    requested = _requested_modality(requested, task)
+    readings: list[Prediction | None] = [None] * len(tagged)
+    if router is not None:
+        readings = list(predict_batch(router, router_views, views=False, pass_rows=pass_rows))
+    return [choose_modality(reading, tag, requested, task)
+            for reading, tag in zip(readings, tagged, strict=True)]
+
+
+def _requested_modality(requested: str | None, task: str | None) -> str | None:
+    """The modality the user insists on: ``requested``, or the one ``task`` implies."""
+    if task is None:
+        return requested
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if requested not in (None, TASKS[task].modality):
+        raise ValueError(f"task {task} reads {describe(TASKS[task].modality)}, not "
+                         f"{describe(requested)}")
+    return TASKS[task].modality
+
+
+def choose_modality(reading: Prediction | None, tagged: str | None, requested: str | None,
+                    task: str | None = None) -> Routing:
+    """The user's modality, else the DICOM tag's, else the router's ``reading`` (``None`` when
+    it finds the image out of distribution, or when there is no router); the task is the
+    user's, else the router's when it agrees on the modality, else the modality's default."""
     # Design: the router runs on every upload anyway, so a finer class (capsule vs colonoscopy)
     # names the task in that same pass: simpler and surer than weighing several models' guards.
     read_modality, read_task = (routed_to(reading.label) if reading is not None
@@ -112,6 +142,14 @@ def route(image: LoadedImage | np.ndarray, router: LoadedModel | None,
     if reading is None:
         return Routing(None, "none")
     return Routing(read_modality, "router", reading, read_task)
+
+
+def unrecognised(routing: Routing) -> str:
+    """Why no modality was chosen for an image, and what to do about it."""
+    reason = ("it does not look like any of them" if routing.router is not None else
+              "there is no DICOM Modality tag and no modality router is installed")
+    return (f"no known modality was recognised in this image ({reason}); pass "
+            f"--modality ({', '.join(MODALITIES)}) to insist")
 
 
 def load_router(root: Path | None = None) -> LoadedModel | None:
@@ -132,8 +170,5 @@ def route_and_load(image: LoadedImage, requested: str | None = None,
     """
     routing = route(image, load_router(root), requested, task)
     if routing.modality is None:
-        reason = ("it does not look like any of them" if routing.router is not None else
-                  "there is no DICOM Modality tag and no modality router is installed")
-        raise ValueError(f"no known modality was recognised in this image ({reason}); pass "
-                         f"--modality ({', '.join(MODALITIES)}) to insist")
+        raise ValueError(unrecognised(routing))
     return routing, load_for_modality(routing.modality, root, task=routing.task)

@@ -25,14 +25,13 @@ import torch
 import torch.distributed as dist
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from imaging import MODALITIES
 from imaging.preprocess import kept_region
 from models.card import CARD_FILE, DEFAULT_TASKS, ROUTER_MODALITY, TASKS, ModelCard, code_version
-from models.device import select_device
+from models.device import Distributed
 from models.registry import list_cards, load_model
 from models.zoo import (
     IMAGENET_MEAN,
@@ -70,38 +69,6 @@ __all__ = [
     "run",
     "train_epoch",
 ]
-
-
-class Distributed:
-    """Rank, world size and device of this process (a single process when not under torchrun)."""
-
-    def __init__(self, device: str | None) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = select_device(device)
-        if self.device.type == "cuda":
-            self.device = torch.device("cuda", local_rank)
-            torch.cuda.set_device(self.device)
-        if self.world > 1:
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        """True on the process that logs and saves."""
-        return self.rank == 0
-
-    def wrap(self, module: nn.Module) -> nn.Module:
-        """``module`` in DistributedDataParallel when there is more than one process."""
-        if self.world == 1:
-            return module
-        return DistributedDataParallel(module, device_ids=[self.device] if self.device.type == "cuda" else None)
-
-    def close(self) -> None:
-        """Leave the process group."""
-        if self.world > 1:
-            dist.barrier()
-            dist.destroy_process_group()
 
 
 class WeightedDistributedSampler(DistributedSampler):

@@ -7,6 +7,7 @@ names), :func:`explain_loaded` (a registry model plus an RGB image), :mod:`xai.o
 """
 
 from xai.engine import (
+    DEFAULT_METHODS,
     FUSED,
     SINGLE_PASS,
     CamMap,
@@ -22,6 +23,7 @@ from xai.engine import (
 from xai.registry import CamMethod, PassMethod, register_method
 
 __all__ = [
+    "DEFAULT_METHODS",
     "FUSED",
     "SINGLE_PASS",
     "CamMap",

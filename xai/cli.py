@@ -1,36 +1,13 @@
-"""Argument handling shared by the ``xai`` command lines (``xai.explain``, ``xai.localize``).
-
-Bad input ends with exit code 2 and ONE line ``error: <message>`` on stderr (no usage dump, no
-traceback), for argparse errors as well.
-"""
+"""Argument handling of the ``xai`` command lines (``xai.explain``, ``xai.localize``): the
+one-line parser of :mod:`models.cli` and the ``--options`` JSON."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from typing import NoReturn
+
+from models.cli import CliError, OneLineParser, fail
 
 __all__ = ["CliError", "OneLineParser", "fail", "parse_options"]
-
-
-class CliError(Exception):
-    """A user-facing problem: printed as ``error: <message>``, exit code 2."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """``ArgumentParser`` whose errors are one ``error: ...`` line and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def fail(message: object) -> int:
-    """Print ``error: <message>`` (first line only) to stderr; return exit code 2."""
-    text = str(message).strip().splitlines()
-    print(f"error: {text[0] if text else type(message).__name__}", file=sys.stderr)
-    return 2
 
 
 def parse_options(text: str | None) -> dict[str, dict[str, object]]:

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from models.registry import LoadedModel
 
 __all__ = [
+    "DEFAULT_METHODS",
     "FUSED",
     "SINGLE_PASS",
     "CamMap",
@@ -74,6 +75,8 @@ __all__ = [
 
 SINGLE_PASS = tuple(method_names(SHARED_PASS))
 """The built-in maps that share one forward and one gradient pass at the target layer."""
+DEFAULT_METHODS = ("gradcam", "hirescam", "haycam_plus")
+"""The maps shown when nobody chose: the Predict page's and the batch summary's."""
 FUSED = "gradcam_fused"
 STAGE_PREFIX = "gradcam_"
 
