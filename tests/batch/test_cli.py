@@ -50,7 +50,7 @@ def test_help_answers_without_loading_torch() -> None:
 
 @pytest.mark.parametrize(("args", "words"), [
     (("missing-folder", "--out", "x"), "does not exist"),
-    (("{frames}", "--out", "{out}", "--rank-by", "polyp"), "not a class"),
+    (("{frames}", "--out", "{out}", "--rank-by", "no-such-class"), "not a class"),
     (("{frames}", "--out", "{out}", "--explain-top", "3"), "needs --rank-by"),
     (("{frames}", "--out", "{out}", "--every", "0"), "--every must be 1 or more"),
     (("{frames}", "--out", "{out}", "--no-router"), "modality must be given"),

@@ -187,7 +187,7 @@ def test_a_rerun_resumes_and_other_settings_are_refused(study: Path, study_run,
                       restart=True)
     assert {r["modality"] for r in _csv(fresh.results)} == {"xray", ""}
     with pytest.raises(ValueError, match="not a class"):
-        run_batch(study, out, QUICK, rank_by="polyp")
+        run_batch(study, out, QUICK, rank_by="no-such-class")
 
 
 def test_a_killed_decoder_process_is_replaced_and_no_image_is_lost(study: Path,
