@@ -4,6 +4,9 @@ Each file takes the Predict page's road (``imaging.load_image`` -> ``models.rout
 ``models.predict``), in upload order; the decoding runs ahead in a thread pool (decoders run
 in parallel, see ``imaging.quiet``) while the models predict one image at a time. A row and
 the CSV carry the file's base name and what the models said, nothing from the file's header.
+An upload over :data:`INTERACTIVE_LIMIT` files takes the batch road instead
+(:func:`read_as_batch`): predicted in batches, ranked, the top ones explained, and handed back
+as ``results.csv`` and ``summary.html``, all in memory.
 """
 
 from __future__ import annotations
@@ -13,14 +16,21 @@ import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from imaging import ImageInputError, LoadedImage, load_image
 from imaging.archive import NamedFile, content_digest
+from models.batch.pipeline import BatchOptions, ModelSet, spreadsheet_safe
+from models.batch.run import MemoryRun, run_in_memory
 from models.predict import Prediction, predict
 from models.registry import LoadedModel, ModelUnavailable
 from models.route import Routing, route
 
-__all__ = ["COLUMNS", "WorkItem", "read_worklist", "to_csv"]
+__all__ = ["COLUMNS", "INTERACTIVE_LIMIT", "WorkItem", "batch_classes", "read_as_batch",
+           "read_worklist", "to_csv"]
+
+INTERACTIVE_LIMIT = 60
+"""Most files the worklist reads into its table one by one; more take the batch road."""
 
 COLUMNS = ("file", "modality", "task", "detected by", "label", "confidence", "warnings", "problem")
 """The columns of a worklist row and of its CSV, in order."""
@@ -105,17 +115,32 @@ def _analyse(file: NamedFile, decoded: LoadedImage | ImageInputError,
 
 
 def to_csv(items: Iterable[WorkItem]) -> str:
-    """The worklist as CSV text: :data:`COLUMNS`, one row per file, base names only. Text that
-    a spreadsheet would run as a formula (a file named ``=cmd...``) is quoted with ``'``."""
+    """The worklist as CSV text: :data:`COLUMNS`, one row per file, base names only, text
+    :func:`~models.batch.pipeline.spreadsheet_safe`."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for item in items:
-        writer.writerow({key: _inert(value) for key, value in item.row().items()})
+        writer.writerow({key: spreadsheet_safe(value) if isinstance(value, str) else value
+                         for key, value in item.row().items()})
     return out.getvalue()
 
 
-def _inert(value: object) -> object:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+def _batch_options(weights_dir: Path, modality: str | None) -> BatchOptions:
+    return BatchOptions(modality=modality, weights_dir=weights_dir, workers=1)
+
+
+def batch_classes(weights_dir: Path, modality: str | None = None) -> list[str]:
+    """The classes a batch of ``modality`` (``None``: any) can be ranked by."""
+    return ModelSet(_batch_options(weights_dir, modality)).classes
+
+
+def read_as_batch(files: Sequence[NamedFile], weights_dir: Path, *, modality: str | None = None,
+                  rank_by: str | None = None, explain_top: int = 0,
+                  on_images: Callable[[int], None] | None = None) -> MemoryRun:
+    """A large upload on the batch road (:func:`models.batch.run_in_memory`): every file (each
+    frame of a multi-frame file) predicted, ranked by ``rank_by``, the maps of the top
+    ``explain_top``; ``on_images`` hears how many images each batch finished."""
+    return run_in_memory([(file.name, file.data) for file in files],
+                         _batch_options(weights_dir, modality), rank_by=rank_by,
+                         explain_top=explain_top if rank_by else 0, on_images=on_images)

@@ -7,7 +7,9 @@ Python API, for callers such as a worklist page with a large upload:
 - :func:`open_source` (``location``: a path, or (name, bytes) uploads held in memory);
 - :func:`iter_results`: one result row (a dict) per image, in input order, as a stream;
 - :func:`write_results` with :func:`result_columns`: those rows as ``results.csv``;
-- :func:`run_batch`: the command line's resumable run into a folder, with the summary.
+- :func:`run_batch`: the command line's resumable run into a folder, with the summary;
+- :func:`run_in_memory`: the same for uploads, nothing written to disk (the worklist's road for
+  a large upload).
 
 The names load on first use (PEP 562), so importing this package, and ``--help``, load no torch.
 """
@@ -28,13 +30,14 @@ __all__ = [
     "rank_key",
     "result_columns",
     "run_batch",
+    "run_in_memory",
     "write_results",
 ]
 
 _HOME = {"BatchOptions": "pipeline", "iter_results": "pipeline", "rank_key": "pipeline",
          "result_columns": "pipeline", "write_results": "pipeline", "InputError": "sources",
          "Source": "sources", "open_source": "sources", "RunConflict": "run",
-         "RunReport": "run", "run_batch": "run"}
+         "RunReport": "run", "run_batch": "run", "run_in_memory": "run"}
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from imaging import MODALITIES
 from models.batch.sources import Decoded, Source, Task, View, ViewSpec, decode_task, open_source
@@ -50,6 +50,7 @@ __all__ = [
     "iter_results",
     "rank_key",
     "result_columns",
+    "spreadsheet_safe",
     "stream",
     "write_results",
 ]
@@ -416,15 +417,26 @@ def rank_key(rank_by: str) -> Callable[[Mapping[str, object]], tuple[bool, float
     return key
 
 
-def write_results(rows: Iterable[Mapping[str, object]], path: Path, columns: Sequence[str]) -> Path:
-    """Write ``rows`` (only ``columns``, formatted by :func:`format_value`) as CSV to ``path``,
-    replacing it only once complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
+def spreadsheet_safe(value: str) -> str:
+    """Text a spreadsheet would run as a formula (a file named ``=cmd...``) quoted with ``'``."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def write_results(rows: Iterable[Mapping[str, object]], target: Path | TextIO,
+                  columns: Sequence[str]) -> Path | TextIO:
+    """Write ``rows`` (only ``columns``, formatted by :func:`format_value`) as CSV to ``target``:
+    a path (replaced only once complete) or an open text stream. File names are
+    :func:`spreadsheet_safe`."""
+    if not isinstance(target, Path):
+        writer = csv.writer(target, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([format_value(row.get(c)) for c in columns])
-    os.replace(partial, path)
-    return path
+            writer.writerow([spreadsheet_safe(format_value(row.get(c))) if c == "file"
+                             else format_value(row.get(c)) for c in columns])
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    with open(partial, "w", newline="", encoding="utf-8") as handle:
+        write_results(rows, handle, columns)
+    os.replace(partial, target)
+    return target

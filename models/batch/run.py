@@ -38,7 +38,8 @@ from models.batch.pipeline import (
 from models.batch.sources import Source, open_source
 from models.device import Distributed
 
-__all__ = ["RESULTS_FILE", "SUMMARY_FILE", "RunConflict", "RunReport", "run_batch"]
+__all__ = ["RESULTS_FILE", "SUMMARY_FILE", "MemoryRun", "RunConflict", "RunReport", "run_batch",
+           "run_in_memory"]
 
 RESULTS_FILE = "results.csv"
 SUMMARY_FILE = "summary.html"
@@ -50,6 +51,16 @@ JOURNAL_COLUMNS = ("input_index", "image_index", "images")
 input's images, and how many images the input held."""
 # Ranks wait for the slowest at the end; torch's default of 30 minutes is too short for that.
 BARRIER_TIMEOUT = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class MemoryRun:
+    """A run held in memory: its rows (ranked, values as CSV text), ``results.csv`` and
+    ``summary.html`` as text."""
+
+    rows: list[Row]
+    results_csv: str
+    summary_html: str
 
 
 class RunConflict(ValueError):
@@ -88,13 +99,7 @@ def run_batch(
     source = open_source(location, every=every, exclude=out)
     models = ModelSet(options)
     columns = result_columns(models.classes)
-    if rank_by is not None and rank_by not in models.classes:
-        raise ValueError(f"--rank-by {rank_by!r} is not a class of the models; choose one of "
-                         f"{', '.join(models.classes)}")
-    if explain_top and rank_by is None:
-        raise ValueError("--explain-top needs --rank-by CLASS: the maps are drawn for that class")
-    if explain_top:
-        _check_methods(methods, models)
+    _check_request(models, rank_by, explain_top, methods)
     settings = {"input": _describe(location), "kind": source.kind, "every": every,
                 **{k: v for k, v in asdict(options).items() if k not in ("workers", "device")},
                 "weights_dir": str(options.weights_dir) if options.weights_dir else None,
@@ -131,12 +136,46 @@ def run_batch(
         ranks.close()
 
 
-def _check_methods(methods: Sequence[str] | None, models: ModelSet) -> None:
-    """Raise ``ValueError`` before any work when a method does not fit a model of the run."""
+def run_in_memory(uploads: Sequence[tuple[str, bytes]], options: BatchOptions, *,
+                  rank_by: str | None = None, explain_top: int = 0,
+                  methods: Sequence[str] | None = None,
+                  on_images: Callable[[int], None] | None = None) -> MemoryRun:
+    """:func:`run_batch` for (name, bytes) uploads held in memory, writing nothing to disk (an
+    app's road for a large upload): the ranked rows, ``results.csv`` and ``summary.html``."""
+    from models.batch.summary import explain_rows, summary_html
+
+    source = open_source(uploads)
+    models = ModelSet(options)
+    columns = result_columns(models.classes)
+    _check_request(models, rank_by, explain_top, methods)
+    rows: list[Row] = [{"input_index": str(result.task.index),
+                        **{c: format_value(row.get(c)) for c in columns}}
+                       for result in stream(source, options, models, on_images=on_images)
+                       for row in result.rows]
+    if rank_by:
+        rows.sort(key=rank_key(rank_by))
+    maps = explain_rows(rows[:explain_top], source, models, None, rank_by,
+                        methods) if explain_top else []
+    results = io.StringIO()
+    write_results(rows, results, columns)
+    return MemoryRun(rows, results.getvalue(),
+                     summary_html(rows, maps, rank_by=rank_by, title=_describe(uploads),
+                                  models=models))
+
+
+def _check_request(models: ModelSet, rank_by: str | None, explain_top: int,
+                   methods: Sequence[str] | None) -> None:
+    """Raise ``ValueError`` before any work for a class the models lack, maps without a class
+    to draw them for, or a method that does not fit a model of the run."""
     from models.zoo import get_arch
     from xai import DEFAULT_METHODS, resolve_methods
 
-    for _, card in models.cards.values():
+    if rank_by is not None and rank_by not in models.classes:
+        raise ValueError(f"--rank-by {rank_by!r} is not a class of the models; choose one of "
+                         f"{', '.join(models.classes)}")
+    if explain_top and rank_by is None:
+        raise ValueError("--explain-top needs --rank-by CLASS: the maps are drawn for that class")
+    for _, card in models.cards.values() if explain_top else ():
         resolve_methods(list(methods or DEFAULT_METHODS), get_arch(card.arch).stage_layers)
 
 

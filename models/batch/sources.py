@@ -1,11 +1,11 @@
 """The inputs of a batch run, as numbered tasks that a worker process decodes into model views.
 
 A task is one file (a folder entry, a CSV row, a zip member, an upload held in memory) or a run
-of video frames. Decoding a task gives one :class:`Decoded` image per frame it holds (every
-frame of a multi-frame DICOM or TIFF, or only the middle one), each with the model views the
-run needs, or with the reason it could not be read. Tasks are numbered in a fixed order, so a
-resumed or sharded run finds the same task under the same number. This module imports no
-torch: the worker processes stay small and start fast.
+of video frames (of a video given alone, in a folder or in a CSV). Decoding a task gives one
+:class:`Decoded` image per frame it holds (every frame of a multi-frame DICOM or TIFF, or only
+the middle one), each with the model views the run needs, or with the reason it could not be
+read. Tasks are numbered in a fixed order, so a resumed or sharded run finds the same task under
+the same number. This module imports no torch: the worker processes stay small and start fast.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".m
                             ".wmv"})
 VIDEO_CHUNK = 32
 """Kept video frames per task: the unit of work, of resumption and of sharding."""
+VIDEO_UNREADABLE = "the video cannot be read (damaged, or a codec OpenCV lacks)"
 PATH_COLUMNS = ("path", "file")
 _LIMITS = Limits()
 
@@ -57,8 +58,8 @@ class InputError(ValueError):
 class Task:
     """One unit of work. ``name`` is the ``file`` column (before any ``#frame``); the pixels
     come from ``path`` (a file, or the zip holding ``member``), from ``data``, or from the video
-    frames ``start, start + every, ...`` before ``stop`` (``None``: to the end). ``error``: the
-    task is known to be unreadable without decoding it."""
+    frames ``start, start + every, ...`` before ``stop`` (``None``: to the end) of a video of
+    ``frames`` frames. ``error``: the task is known to be unreadable without decoding it."""
 
     index: int
     name: str
@@ -66,6 +67,7 @@ class Task:
     member: str | None = None
     data: bytes | None = field(default=None, repr=False)
     video: tuple[int, int | None, int] | None = None
+    frames: int = 0
     error: str | None = None
 
 
@@ -121,12 +123,9 @@ class Source:
     def expected_images(self) -> int | None:
         """How many images the run will see (multi-frame files may add more); ``None`` when
         listing them costs as much as reading them."""
-        if self.kind == "video":
-            every, frames = self.every, _frame_count(self._path)
-            return -(-frames // every) if frames > 0 else None
         if self.kind == "csv":
             return None
-        return sum(1 for _ in self.tasks())
+        return sum(_images_of(task) for task in self.tasks())
 
     @property
     def _path(self) -> Path:
@@ -146,7 +145,8 @@ class Source:
                     if path.resolve() != exclude:
                         yield from walk(path)
                 else:
-                    yield {"name": path.relative_to(self._path).as_posix(), "path": entry.path}
+                    yield from _file_tasks(path.relative_to(self._path).as_posix(), path,
+                                           self.every)
 
         return walk(self._path)
 
@@ -160,8 +160,8 @@ class Source:
                     yield {"name": f"{self._path.name} line {line}", "error": "no path given"}
                     continue
                 path = Path(value)
-                yield {"name": value,
-                       "path": str(path if path.is_absolute() else self._path.parent / path)}
+                yield from _file_tasks(value, path if path.is_absolute() else
+                                       self._path.parent / path, self.every)
 
     def _zip(self) -> Iterator[dict[str, object]]:
         with zipfile.ZipFile(self._path) as archive:
@@ -172,12 +172,7 @@ class Source:
                 yield {"name": name, "path": str(self._path), "member": name}
 
     def _video(self) -> Iterator[dict[str, object]]:
-        frames, span = _frame_count(self._path), VIDEO_CHUNK * self.every
-        chunks = max(1, -(-frames // span))
-        for chunk in range(chunks):
-            stop = None if chunk == chunks - 1 else (chunk + 1) * span
-            yield {"name": self._path.name, "path": str(self._path),
-                   "video": (chunk * span, stop, self.every)}
+        return _video_tasks(self._path.name, self._path, self.every)
 
     def _image(self) -> Iterator[dict[str, object]]:
         yield {"name": self._path.name, "path": str(self._path)}
@@ -211,8 +206,7 @@ def open_source(
         capture = cv2.VideoCapture(str(path))
         try:
             if not capture.isOpened() or not capture.grab():
-                raise InputError(f"{path.name}: the video cannot be read (damaged, or a codec "
-                                 "OpenCV lacks)")
+                raise InputError(f"{path.name}: {VIDEO_UNREADABLE}")
         finally:
             capture.release()
         return Source("video", path, every=every)
@@ -236,6 +230,36 @@ def _path_column(header: Sequence[str] | None) -> str:
         if wanted in columns:
             return columns[wanted]
     raise InputError("the CSV needs a 'path' (or 'file') column naming one image per row")
+
+
+def _file_tasks(name: str, path: Path, every: int) -> Iterator[dict[str, object]]:
+    """The task of one listed file, or the chunks of a video file."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        yield from _video_tasks(name, path, every)
+    else:
+        yield {"name": name, "path": str(path)}
+
+
+def _video_tasks(name: str, path: Path, every: int) -> Iterator[dict[str, object]]:
+    """A video's kept frames in chunks of :data:`VIDEO_CHUNK` (the last reads on to the end),
+    or one error task when no frame can be read."""
+    frames, span = _frame_count(path), VIDEO_CHUNK * every
+    if frames == 0:
+        yield {"name": name, "error": f"{path.name}: {VIDEO_UNREADABLE}"}
+        return
+    chunks = -(-frames // span)
+    for chunk in range(chunks):
+        stop = None if chunk == chunks - 1 else (chunk + 1) * span
+        yield {"name": name, "path": str(path), "video": (chunk * span, stop, every),
+               "frames": frames}
+
+
+def _images_of(task: Task) -> int:
+    """The images a task gives (a multi-frame file counts as one)."""
+    if task.video is None:
+        return 1
+    start, stop, every = task.video
+    return len(range(start, task.frames if stop is None else stop, every))
 
 
 def _frame_count(path: Path) -> int:

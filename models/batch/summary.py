@@ -31,7 +31,7 @@ from xai.legend import COLORBAR_CAPTION, grid_text, map_notes, with_colorbar
 from xai.overlay import overlay, save_png
 from xai.report import DISCLAIMER, png_bytes
 
-__all__ = ["LISTED_ROWS", "Explained", "explain_rows", "write_summary"]
+__all__ = ["LISTED_ROWS", "Explained", "explain_rows", "summary_html", "write_summary"]
 
 LISTED_ROWS = 50
 THUMBNAIL = 256
@@ -52,11 +52,12 @@ class Explained:
     error: str | None = None
 
 
-def explain_rows(rows: Sequence[Row], source: Source, models: ModelSet, folder: Path,
+def explain_rows(rows: Sequence[Row], source: Source, models: ModelSet, folder: Path | None,
                  target: str | None, methods: Sequence[str] | None = None) -> list[Explained]:
     """Maps of ``methods`` (the app's defaults) for each row with a prediction, explaining class
     ``target`` where the row's model has it (else its label), saved as
-    ``folder/rank0001_<method>.png`` over the original image."""
+    ``folder/rank0001_<method>.png`` over the original image (``None``: kept in memory as
+    thumbnails only)."""
     wanted = {int(row["input_index"]) for row in rows}  # type: ignore[call-overload]
     tasks = {task.index: task for task in source.tasks() if task.index in wanted}
     explained = []
@@ -80,7 +81,8 @@ def explain_rows(rows: Sequence[Row], source: Source, models: ModelSet, folder: 
         for name, cam in result.maps.items():
             placed, covered = geometry.to_image(cam.map)
             drawn = overlay(image.rgb, placed, covered=covered)
-            files[name] = save_png(folder / f"rank{rank:04d}_{name}.png", drawn)
+            if folder is not None:
+                files[name] = save_png(folder / f"rank{rank:04d}_{name}.png", drawn)
             previews[name] = png_bytes(with_colorbar(_thumbnail(drawn)))
             captions[name] = " ".join([cam.label, grid_text(cam),
                                        *map_notes(cam, result.target_label)]).strip()
@@ -99,7 +101,17 @@ def _thumbnail(rgb: np.ndarray) -> np.ndarray:
 
 def write_summary(path: Path, rows: Sequence[Row], explained: Sequence[Explained], *,
                   rank_by: str | None, title: str, models: ModelSet) -> Path:
-    """Write ``summary.html`` for ``rows`` (ranked, as in ``results.csv``) and their maps."""
+    """Write ``summary.html`` for ``rows`` (ranked, as in ``results.csv``) and their maps, each
+    map linked to its full-resolution file."""
+    path.write_text(summary_html(rows, explained, rank_by=rank_by, title=title, models=models,
+                                 root=path.parent), encoding="utf-8")
+    return path
+
+
+def summary_html(rows: Sequence[Row], explained: Sequence[Explained], *, rank_by: str | None,
+                 title: str, models: ModelSet, root: Path | None = None) -> str:
+    """The summary page of ``rows`` and their maps; maps with a full-resolution file link to it,
+    relative to ``root``."""
     column = f"p_{rank_by}" if rank_by else None
     read = [r for r in rows if not r.get("error")]
     counts = [("images", len(rows)), ("predicted", len(read)),
@@ -131,15 +143,15 @@ def write_summary(path: Path, rows: Sequence[Row], explained: Sequence[Explained
           _percent(r.get("confidence")), *([_percent(r.get(column))] if column else []),
           _Flags(r)] for i, r in enumerate(listed, start=1)]))
     if explained:
+        linked = root is not None and any(item.files for item in explained)
         body.append(f"<h2>Heat maps of the top {len(explained)}, on the original images</h2>"
-                    f"<p>Maps explain the class {_e(rank_by)}. {_e(COLORBAR_CAPTION)} Click a "
-                    "map for its full-resolution PNG.</p>")
-        body.extend(_explained(item, path.parent, rank_by) for item in explained)
-    path.write_text(_PAGE.format(body="\n".join(body)), encoding="utf-8")
-    return path
+                    f"<p>Maps explain the class {_e(rank_by)}. {_e(COLORBAR_CAPTION)}"
+                    + (" Click a map for its full-resolution PNG." if linked else "") + "</p>")
+        body.extend(_explained(item, root, rank_by) for item in explained)
+    return _PAGE.format(body="\n".join(body))
 
 
-def _explained(item: Explained, root: Path, rank_by: str | None) -> str:
+def _explained(item: Explained, root: Path | None, rank_by: str | None) -> str:
     row = item.row
     caption = (f"#{item.rank} {row.get('file')}: {row.get('label')} "
                f"({_text(row.get('confidence'))})"
@@ -148,10 +160,10 @@ def _explained(item: Explained, root: Path, rank_by: str | None) -> str:
         return f"<section><h3>{_e(caption)}</h3><p>Not drawn: {_e(item.error)}</p></section>"
     figures = [f"<figure>{_img(item.thumbnail, 'original')}<figcaption>original</figcaption></figure>"]
     for name, preview in item.previews.items():
-        link = item.files[name].relative_to(root).as_posix()
-        text = item.captions[name]
-        figures.append(f'<figure><a href="{_e(link)}">{_img(preview, text)}</a>'
-                       f"<figcaption>{_e(text)}</figcaption></figure>")
+        text, drawn = item.captions[name], _img(preview, item.captions[name])
+        if root is not None and name in item.files:
+            drawn = f'<a href="{_e(item.files[name].relative_to(root).as_posix())}">{drawn}</a>'
+        figures.append(f"<figure>{drawn}<figcaption>{_e(text)}</figcaption></figure>")
     warnings = row.get("warnings")
     note = f"<p class=warn>{_e(str(warnings))}</p>" if warnings else ""
     return f"<section><h3>{_e(caption)}</h3>{note}{''.join(figures)}</section>"

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from models.worklist import to_csv
-from tests.app.session import open_page, viewer_figure
+from tests.app.session import button, open_page, viewer_figure
 from tests.imaging.builders import dicom_bytes, noise_image, zip_bytes
 
 
@@ -83,3 +83,27 @@ def test_reading_happens_once_per_upload() -> None:
     at.slider(key="worklist-alpha").set_value(0.8).run()
     at.selectbox(key="worklist-cmap").set_value("cividis").run()
     assert at.session_state["worklist"][1] is items and not at.exception
+
+
+def test_an_upload_over_the_limit_is_read_as_a_batch_with_its_downloads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("models.worklist.INTERACTIVE_LIMIT", 3)
+    at = _worklist({"a.png": _png(0), "b.png": _png(1), "c.png": _png(2), "d.png": _png(3)[:90]},
+                   modality="mri")
+    assert not at.exception and "read as a batch" in at.info[0].value
+    assert "worklist" not in at.session_state and not at.dataframe  # not read one by one
+    at.selectbox(key="worklist-rank-by").set_value("glioma").run()
+    at.number_input(key="worklist-top").set_value(1).run()
+    button(at, "Read as a batch").click().run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["file"]) == ["a.png", "b.png", "c.png", "d.png"]
+    assert list(table["p_glioma"][:3]) == sorted(table["p_glioma"][:3], reverse=True)
+    assert table["file"][3] == "d.png" and table["error"][3]  # broken: last, with its reason
+    run = at.session_state["worklist-batch"][2]
+    assert run.results_csv.splitlines()[0].startswith("file,modality,task,")
+    assert run.summary_html.count("data:image/png;base64,") == 1 + 1 + 3  # plot, original, maps
+    assert [b.label for b in at.get("download_button")] == ["Results (CSV)",
+                                                            "Summary with heat maps (HTML)"]
+    at.run()
+    assert at.session_state["worklist-batch"][2] is run  # a rerun keeps the batch

@@ -20,7 +20,14 @@ import numpy as np
 import pydicom
 import pytest
 
-from models.batch import BatchOptions, RunConflict, iter_results, open_source, run_batch
+from models.batch import (
+    BatchOptions,
+    RunConflict,
+    iter_results,
+    open_source,
+    run_batch,
+    run_in_memory,
+)
 from models.batch.pipeline import decode_stream, format_value
 from models.batch.sources import Task, ViewSpec
 from models.predict import predict
@@ -95,6 +102,23 @@ def test_maps_are_drawn_on_the_original_images_and_the_summary_reads_offline(stu
     assert page.count("data:image/png;base64,") == 1 + 2 * 4  # histogram; originals and maps
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "truncated" in page  # error rows are listed, not hidden
+
+
+def test_uploads_in_memory_give_the_folder_runs_csv_and_maps_without_touching_disk(
+        study: Path, study_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, out = study_run
+    names = [task.name for task in open_source(study).tasks()]
+    uploads = [(name, (study / name).read_bytes()) for name in names]
+    monkeypatch.chdir(tmp_path)
+    run = run_in_memory(uploads, QUICK, rank_by="bleeding", explain_top=2)
+    assert run.results_csv == (out / "results.csv").read_text()
+    assert [r["file"] for r in run.rows] == [r["file"] for r in _csv(out / "results.csv")]
+    assert not list(tmp_path.iterdir())
+    page = run.summary_html
+    assert DISCLAIMER in page and "2 uploaded files" not in page and "11 uploaded files" in page
+    assert page.count("data:image/png;base64,") == 1 + 2 * 4 and "<a href" not in page
+    with pytest.raises(ValueError, match="not a class"):
+        run_in_memory(uploads, QUICK, rank_by="no-such-class")
 
 
 def test_csv_zip_and_uploads_give_the_rows_of_the_folder(study: Path, tmp_path: Path) -> None:

@@ -109,6 +109,26 @@ def test_video_chunks_seek_to_the_same_frames_as_reading_straight_through(
     assert files == [f"clip.mp4#{i}" for i in range(0, len(frames), 3)]
 
 
+def test_videos_inside_a_folder_or_a_csv_give_a_row_per_frame(shared_data: Path,
+                                                                 tmp_path: Path) -> None:
+    frames = capsule_frames(shared_data, VIDEO_CHUNK + 4)
+    study = tmp_path / "study"
+    (study / "day1").mkdir(parents=True)
+    write_clip(study / "day1" / "clip.mp4", frames)
+    (study / "day1" / "still.jpg").write_bytes(frames[0].read_bytes())
+    (study / "broken.avi").write_text("not a video")
+    source = open_source(study, every=2)
+    assert source.expected_images() == 1 + len(range(0, len(frames), 2)) + 1
+    decoded = _decode_all(source)
+    assert [d.file for d in decoded] == ["broken.avi", *(f"day1/clip.mp4#{i}" for i in
+                                         range(0, len(frames), 2)), "day1/still.jpg"]
+    assert "video cannot be read" in decoded[0].error
+    assert all(d.error is None and d.meta["frame"] is not None for d in decoded[1:-1])
+    listing = tmp_path / "list.csv"
+    listing.write_text("path\nstudy/day1/clip.mp4\n")
+    assert len(_decode_all(open_source(listing))) == len(frames)
+
+
 def test_dicom_frames_give_a_row_each_or_the_middle_one(shared_data: Path) -> None:
     path = shared_data / "dicom" / "emri_small.dcm"
     task = Task(0, "emri_small.dcm", str(path))
