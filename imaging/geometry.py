@@ -75,6 +75,15 @@ class ViewGeometry:
         return placed, covered
 
 
+    def to_view(self, image_map: np.ndarray) -> np.ndarray:
+        """A map on the image (any resolution of it, e.g. a region mask) cut and resized as the
+        view was: ``size x size`` float32, area-averaged (a mask's cells hold its share)."""
+        image_map = np.asarray(image_map, dtype=np.float32)
+        x0, y0, x1, y1 = self.box_on(image_map.shape[:2])
+        return cv2.resize(image_map[y0:y1, x0:x1], (self.size, self.size),
+                          interpolation=cv2.INTER_AREA)
+
+
 def display_shape(height: int, width: int, max_side: int | None) -> tuple[int, int]:
     """(height, width) scaled down uniformly so that neither side exceeds ``max_side``
     (unchanged when it already fits or ``max_side`` is None)."""

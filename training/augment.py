@@ -40,6 +40,7 @@ class Augment(nn.Module):
     ``g = alpha * f + beta``, gamma and blur, clipped to the valid range. Last, a masking
     preprocessing's fixed region (:func:`imaging.preprocess.kept_region`) is blacked out again,
     so a shifted, flipped or brightened image is masked exactly as inference masks a view.
+    :meth:`with_regions` moves region masks (float, ``(N, S, S)``) with their images.
     """
 
     def __init__(self, recipe: Recipe, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -56,13 +57,25 @@ class Augment(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Augment each image with its own random parameters, then normalise."""
+        return self.with_regions(batch, None)[0]
+
+    def with_regions(self, batch: torch.Tensor, regions: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward`, and ``regions`` moved by each image's own geometric map (flip, crop,
+        rotation, shift), untouched by the colour changes."""
+        if regions is not None and self.trivial is not None:
+            raise ValueError("TrivialAugment shears and shifts pixels that region masks cannot "
+                             "follow: drop --auto-augment or the region masks")
         if self.trivial is not None:
             batch = torch.stack([self.trivial(image) for image in batch])
         x = batch.float().div_(255.0)
         n = x.shape[0]
         if self.rotation or self.shift or self.hflip or self.vflip or self.crop_scale < 1:
-            x = F.grid_sample(x, self._grid(x), mode="bilinear", padding_mode="zeros",
-                              align_corners=False)
+            grid = self._grid(x)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            if regions is not None:
+                regions = F.grid_sample(regions.float().unsqueeze(1), grid, mode="bilinear",
+                                        padding_mode="zeros", align_corners=False).squeeze(1)
         if self.alpha or self.beta:
             alpha = 1 + (torch.rand(n, 1, 1, 1) * 2 - 1) * self.alpha
             beta = (torch.rand(n, 1, 1, 1) * 2 - 1) * self.beta
@@ -77,7 +90,7 @@ class Augment(nn.Module):
         keep = kept_region(self.preprocessing, x.shape[-1])
         if keep is not None:
             x = x * torch.tensor(keep, dtype=x.dtype)
-        return normalise(x.mul_(255.0), self.mean, self.std)
+        return normalise(x.mul_(255.0), self.mean, self.std), regions
 
     def _grid(self, x: torch.Tensor) -> torch.Tensor:
         """Sampling grid of one affine map per image: flip, crop zoom, rotation, shift."""

@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 import torch
 
-from imaging import load_path, preprocess
+from imaging import load_path, preprocess, preprocess_with_geometry
+from imaging.preprocess import kept_region
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -39,7 +40,9 @@ __all__ = [
     "Split",
     "assign_parts",
     "decode_images",
+    "decode_regions",
     "dhash",
+    "find_region_masks",
     "group_ids",
     "list_files",
     "list_sources",
@@ -200,6 +203,45 @@ def decode_images(paths: Sequence[Path], preprocessing: str, size: int,
     with ThreadPoolExecutor(max(1, threads)) as pool:
         views = list(pool.map(one, paths))
     return torch.from_numpy(np.stack(views)).permute(0, 3, 1, 2).contiguous()
+
+
+def find_region_masks(paths: Sequence[Path], folders: Sequence[Path]) -> list[Path | None]:
+    """Each image's region mask: the image file in ``folders`` (searched recursively) with the
+    image's stem (e.g. Kvasir-SEG's ``masks/<name>.png`` for ``images/<name>.jpg``), or
+    ``None``. Raises ``ValueError`` for a missing folder or a stem found twice."""
+    by_stem: dict[str, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"region mask folder {folder} does not exist")
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES - {""}:
+                if path.stem in by_stem:
+                    raise ValueError(f"two region masks are named {path.stem}: "
+                                     f"{by_stem[path.stem]} and {path}")
+                by_stem[path.stem] = path
+    return [by_stem.get(path.stem) for path in paths]
+
+
+def decode_regions(paths: Sequence[Path], masks: Sequence[Path | None], preprocessing: str,
+                   size: int, threads: int = 2) -> torch.Tensor:
+    """``(N, size, size)`` uint8 region masks (255 inside) cut and resized as each image's view
+    is (:meth:`imaging.ViewGeometry.to_view`; zero where the preprocessing blacks out, and for
+    an image without a mask)."""
+    keep = kept_region(preprocessing, size)
+
+    def one(item: tuple[Path, Path | None]) -> np.ndarray:
+        path, mask = item
+        if mask is None:
+            return np.zeros((size, size), np.uint8)
+        grey = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
+        if grey is None:
+            raise ValueError(f"cannot read region mask {mask}")
+        _, geometry = preprocess_with_geometry(load_path(path).rgb, preprocessing, size)
+        region = geometry.to_view((grey > 127).astype(np.float32))
+        return np.rint(region * (255 if keep is None else 255 * keep)).astype(np.uint8)
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        return torch.from_numpy(np.stack(list(pool.map(one, zip(paths, masks, strict=True)))))
 
 
 def dhash(images: torch.Tensor, bits: int = 16) -> np.ndarray:

@@ -42,15 +42,19 @@ from models.zoo import (
     get_arch,
     parameter_count,
 )
+from training.attention import RegionSupervision
 from training.augment import Augment, normalise
 from training.calibrate import calibration_record
 from training.data import (
     Dataset,
     GroupRule,
     decode_images,
+    decode_regions,
     dhash,
+    find_region_masks,
     list_sources,
     make_split,
+    sha256_of_files,
     source_location,
     thumbnails,
 )
@@ -130,8 +134,14 @@ def train_epoch(module: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                 optimizer: torch.optim.Optimizer, loss_fn: nn.Module, batch_size: int, *,
                 device: torch.device, channels_last: bool,
                 amp: Callable[[], AbstractContextManager[Any]], desc: str = "",
-                show: bool = True) -> dict[str, float]:
-    """One pass over ``indices`` (this process's shard); mean loss, accuracy and images/s."""
+                show: bool = True, regions: torch.Tensor | None = None,
+                supervision: RegionSupervision | None = None,
+                region_weight: float = 0.0) -> dict[str, float]:
+    """One pass over ``indices`` (this process's shard); mean loss, accuracy and images/s.
+
+    With ``regions`` (masks aligned with ``inputs``; ``transform`` an :class:`Augment`) and
+    ``supervision`` (entered), ``region_weight`` times its loss is added to the
+    classification loss, and its mean is reported as ``region_loss``."""
     module.train()
     for norm in module.modules():  # frozen BatchNorm layers keep their running statistics
         if isinstance(norm, nn.modules.batchnorm._BatchNorm) and not any(
@@ -139,18 +149,27 @@ def train_epoch(module: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
             norm.eval()
     if len(indices) % batch_size == 1 and len(indices) > 1:
         indices = indices[:-1]  # a lone last sample breaks BatchNorm
-    total_loss, correct, seen = 0.0, 0, 0
+    supervised = regions is not None and supervision is not None and region_weight > 0
+    total_loss, total_region, correct, seen = 0.0, 0.0, 0, 0
     start = time.perf_counter()
     batches = range(0, len(indices), batch_size)
     for i in tqdm(batches, desc=desc, disable=not show, leave=False, mininterval=2 if sys.stderr.isatty() else 60):
         index = torch.tensor(indices[i:i + batch_size])
-        x = transform(inputs[index]).to(device, non_blocking=True)
+        if supervised:
+            x, region = transform.with_regions(inputs[index], regions[index])  # type: ignore[attr-defined]
+        else:
+            x, region = transform(inputs[index]), None
+        x = x.to(device, non_blocking=True)
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         y = labels[index].to(device)
         with amp():
             logits = module(x)
             loss = loss_fn(logits.float(), y)
+            if region is not None and supervision is not None:
+                region_loss = supervision.loss(y, region.to(device))
+                loss = loss + region_weight * region_loss
+                total_region += region_loss.item() * len(y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -159,7 +178,8 @@ def train_epoch(module: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
         seen += len(y)
     seconds = time.perf_counter() - start
     return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
-            "images_per_s": seen / seconds if seconds else 0.0, "seconds": seconds}
+            "images_per_s": seen / seconds if seconds else 0.0, "seconds": seconds,
+            **({"region_loss": total_region / max(seen, 1)} if supervised else {})}
 
 
 def _freeze_before(model: nn.Module, first: str) -> None:
@@ -210,15 +230,16 @@ def _command(argv: list[str], world: int) -> str:
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    keys = list(history[0])
+    keys = list(dict.fromkeys(key for row in history for key in row))  # head rows lack some
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
 
 
-def _data_record(args: argparse.Namespace, dataset: Dataset) -> dict[str, Any]:
-    """The card's ``data``: every source, with its own image count."""
+def _data_record(args: argparse.Namespace, dataset: Dataset,
+                 masks: list[Path | None]) -> dict[str, Any]:
+    """The card's ``data``: every source, with its own image count, and the region masks."""
     sources = [{"source": str(d), "format": "csv" if source_location(d).is_file() else "folder",
                 "images": sum(f.startswith(_source_prefix(d, dataset)) for f in dataset.files)}
                for d in args.data]
@@ -227,7 +248,9 @@ def _data_record(args: argparse.Namespace, dataset: Dataset) -> dict[str, Any]:
             "sources": sources, "licence": args.data_licence,
             "format": sources[0]["format"] if len(sources) == 1 else "several",
             "images": len(dataset.files), "counts": dataset.counts(),
-            "max_per_class": args.max_per_class}
+            "max_per_class": args.max_per_class,
+            **({"region_masks": {"folders": [str(f) for f in args.region_masks],
+                                 "images": sum(m is not None for m in masks)}} if masks else {})}
 
 
 def _source_prefix(source: Path, dataset: Dataset) -> str:
@@ -278,6 +301,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if not args.router and TASKS[task].modality != args.modality:
         raise ValueError(f"task {task} reads {TASKS[task].modality} images, not {args.modality}")
     recipe = resolve_recipe(args)
+    if args.region_masks and not recipe.region_weight:
+        recipe = recipe.override(region_weight=1.0)
+    if recipe.region_weight and not args.region_masks:
+        raise ValueError("--region-weight needs --region-masks (the masks to pull the maps to)")
+    if args.region_masks and recipe.auto_augment != "none":
+        raise ValueError("TrivialAugment shears and shifts pixels that region masks cannot "
+                         "follow: drop --auto-augment or --region-masks")
     run = Distributed(args.device)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", run.world))
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // local_world))
@@ -315,10 +345,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if not len(split.val):
         raise SystemExit("error: the validation split is empty; use more images or other ratios")
     labels = torch.from_numpy(dataset.labels)
+    masks = find_region_masks(dataset.paths, args.region_masks) if args.region_masks else []
+    regions = (decode_regions(dataset.paths, masks, recipe.preprocessing, size,
+                              threads=torch.get_num_threads()) if masks else None)
+    if masks and not any(masks):
+        raise ValueError(f"no image has a mask of the same name in "
+                         f"{' '.join(map(str, args.region_masks))}")
     log(f"data: {len(dataset.files)} images, {len(dataset.classes)} classes {dataset.classes}, "
         f"decoded at {size}px ({recipe.preprocessing}) in {time.perf_counter() - t0:.0f} s; "
         f"split {split.record['counts']}; {split.record['groups']} groups "
-        f"(largest {split.record['largest_group']}: {split.record['largest_group_counts']})")
+        f"(largest {split.record['largest_group']}: {split.record['largest_group_counts']})"
+        + (f"; region masks for {sum(m is not None for m in masks)} images "
+           f"({sum(masks[i] is not None for i in split.train)} in training)" if masks else ""))
 
     # Model, stages, loss.
     model = build_model(recipe.arch, len(dataset.classes),
@@ -348,6 +386,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     def to_device(x: torch.Tensor) -> torch.Tensor:
         x = normalise(x, mean, std).to(run.device)
         return x.contiguous(memory_format=torch.channels_last) if args.channels_last else x
+
+    supervision = None
+    if masks:  # entered per fine-tuning epoch; checked on one image before any training
+        supervision = RegionSupervision(model, spec.target_layer, head_name)
+        supervision.check(to_device(images[:1]), labels[:1].to(run.device))
 
     @torch.no_grad()
     def logits_of(index: np.ndarray, served: bool = False) -> torch.Tensor:
@@ -385,7 +428,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     last_path = ckpt_dir / "last.pt"
     fingerprint = {"recipe": {k: v for k, v in recipe.as_dict().items() if k not in ("epochs", "patience")},
                    "test_sha256": split.record["test_sha256"], "pretrained": pretrained,
-                   "classes": dataset.classes}
+                   "classes": dataset.classes,
+                   **({"region_masks": sha256_of_files([str(m) for m in masks if m is not None])}
+                      if masks else {})}
+    if not recipe.region_weight:  # runs without masks resume checkpoints from before the field
+        del fingerprint["recipe"]["region_weight"]
     state: dict[str, Any] = {"epoch": 0, "best_loss": float("inf"), "best_epoch": -1,
                              "best_model": None, "bad_epochs": 0, "history": [],
                              "command": _command(argv, run.world), "resumed": [],
@@ -442,9 +489,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             with torch.no_grad():
                 val_logits = head(features["val"].to(run.device)).float().cpu()
         else:
-            row = train_epoch(trainer, images[split.train], y_train, list(sampler), augment,
-                              optimizer, loss_fn, recipe.batch_size, device=run.device,
-                              channels_last=args.channels_last, amp=amp, desc=desc, show=run.main)
+            with supervision or nullcontext():
+                row = train_epoch(trainer, images[split.train], y_train, list(sampler), augment,
+                                  optimizer, loss_fn, recipe.batch_size, device=run.device,
+                                  channels_last=args.channels_last, amp=amp, desc=desc,
+                                  show=run.main, supervision=supervision,
+                                  regions=None if regions is None else regions[split.train],
+                                  region_weight=recipe.region_weight)
             val_logits = logits_of(split.val)
         scheduler.step()
         y_val = labels[split.val]
@@ -520,7 +571,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             model.cpu(), out, modality=args.modality, arch=recipe.arch, classes=dataset.classes,
             input_size=size, mean=mean, std=std, preprocessing=recipe.preprocessing,
             temperature=temperature,
-            data=_data_record(args, dataset),
+            data=_data_record(args, dataset, masks),
             split=split.record,
             recipe={**recipe.as_dict(), "regime": recipe.regime, "pretrained": pretrained,
                     "seed": args.seed, "world_size": run.world, "device": str(run.device),

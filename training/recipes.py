@@ -41,7 +41,8 @@ class Recipe:
     with ``log g ~ U(-gamma_jitter, gamma_jitter)``; ``blur``: the share of images Gaussian-blurred;
     ``auto_augment``: ``trivial`` (TrivialAugment, Mueller & Hutter 2021) per image, or none.
     ``lr_warmup_epochs``: linear learning-rate warm-up at the start of fine-tuning, before the
-    schedule.
+    schedule. ``region_weight``: weight of the attention loss on images with a region mask
+    (:mod:`training.attention`; 0: off).
     ``ratios`` train:val:test, or ``folds`` > 0 for K-fold (fold ``fold`` is the test fold).
     """
 
@@ -79,6 +80,7 @@ class Recipe:
     gamma_jitter: float = 0.0
     blur: float = 0.0
     auto_augment: str = "none"
+    region_weight: float = 0.0
     ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
     folds: int = 0
     fold: int = 0
@@ -91,9 +93,10 @@ class Recipe:
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or not 0 <= self.dropout < 1:
             raise ValueError(f"recipe {self.name}: epochs >= 0, batch_size >= 1, lr > 0 and "
                              "0 <= dropout < 1 are required")
-        if not 0 < self.crop_scale <= 1 or not 0 <= self.blur <= 1 or self.gamma_jitter < 0:
-            raise ValueError(f"recipe {self.name}: 0 < crop_scale <= 1, 0 <= blur <= 1 and "
-                             "gamma_jitter >= 0 are required")
+        if (not 0 < self.crop_scale <= 1 or not 0 <= self.blur <= 1 or self.gamma_jitter < 0
+                or self.region_weight < 0):
+            raise ValueError(f"recipe {self.name}: 0 < crop_scale <= 1, 0 <= blur <= 1, "
+                             "gamma_jitter >= 0 and region_weight >= 0 are required")
 
     def override(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed (``None`` values are ignored)."""

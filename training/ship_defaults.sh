@@ -10,7 +10,7 @@
 #   ONLY="xray-lite0 mri-lite0" training/ship_defaults.sh     # a subset, in the given order
 #   ONLY="mri-cross-testing mri-cross-training" training/ship_defaults.sh  # cross-source check
 #   ONLY="colonoscopy-lite0 router-lite0" training/ship_defaults.sh  # the polyp model + router
-#   ONLY=colonoscopy-binary training/ship_defaults.sh  # polyp vs non-polyp, for comparison
+#   ONLY="colonoscopy-five colonoscopy-plain" training/ship_defaults.sh  # for comparison
 #
 # Environment: MEDXAI_DATA (default ../shared/data), CHECKPOINTS (default ../checkpoints),
 # PYTHON (default python). Run from anywhere; it works in the repository root.
@@ -20,7 +20,9 @@
 # then full fine-tuning of every layer at 224 px (a 7 x 7 CAM grid) with AdamW, one epoch of
 # linear lr warm-up and a cosine schedule, label smoothing 0.05, random resized crops and
 # modality-specific augmentation (no colour changes for endoscopy, no left-right flips for chest
-# X-rays), early stopping on validation loss. Several sources of one modality make one grouped
+# X-rays), early stopping on validation loss. Where lesions are annotated (capsule bleeding
+# boxes, Kvasir-SEG polyp masks), attention supervision pulls the class activation maps toward
+# them (training/attention.py). Several sources of one modality make one grouped
 # split over their union. Later flags override earlier ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +78,7 @@ for name in ${ONLY}; do
         train endoscopy-lite0 --modality endoscopy --recipe kvasir-2023 --epochs 10 --batch-size 32 \
             --rotation 20 --hflip --vflip --brightness-alpha 0.2 --brightness-beta 0.1 \
             --data "${DATA}/wce-bleeding" "${DATA}/wce-bleeding-more" \
+            --region-masks "${DATA}/wce-bleeding-masks" \
             --data-name "WCEBleedGen capsule frames (staged, two folders)" \
             --data-licence "CC BY 4.0 (Roboflow export; upstream not verified)" "$@" ;;
     histology-lite0)
@@ -85,22 +88,29 @@ for name in ${ONLY}; do
             --data "${DATA}/lc25000-lung/SOURCES.csv" --group-column augmentation_group \
             --data-name "LC25000 lung (staged subset)" \
             --data-licence "LC25000: free for AI research, cite Borkowski et al. 2019" "$@" ;;
-    colonoscopy-lite0 | colonoscopy-binary)
-        # Polyp (Kvasir-SEG frames) vs the four HyperKvasir lower-GI classes; -binary (not
-        # shipped, card in ${RUNS}) merges those four into non-polyp, to decide by validation
-        # (metrics.val.per_class.polyp of both cards) whether they separate. mask_frame blacks
-        # out the frame furniture that tells the two sources apart (train and inference
-        # alike); thumbnail correlation joins repeated video frames into one group. The
-        # capsule recipe otherwise (about 20 min on 2 idle cores).
+    colonoscopy-lite0 | colonoscopy-five | colonoscopy-plain)
+        # Polyp (Kvasir-SEG frames) vs non-polyp (the four HyperKvasir lower-GI classes
+        # merged), with attention supervision: each polyp frame's class activation map is
+        # pulled toward its Kvasir-SEG mask (--region-masks; masks of the test split are only
+        # scored, never trained on). Not shipped, models in ${RUNS}, to compare on validation:
+        # -five keeps the four lower-GI classes apart (five classes), -plain drops the masks.
+        # mask_frame blacks out the frame furniture that tells the two sources apart (train and
+        # inference alike); thumbnail correlation joins repeated video frames into one group.
+        # The capsule recipe otherwise (about 15 min on 2 idle cores).
         echo "=== ${name} $(date -u +%FT%TZ)"
-        if [ "${name}" = colonoscopy-lite0 ]; then negatives=("${DATA}/hyperkvasir-lower-gi")
-            out=(--out weights/colonoscopy-lite0 --default)
-        else negatives=("${DATA}/hyperkvasir-lower-gi=non-polyp"); out=(--out "${RUNS}/${name}"); fi
+        negatives=("${DATA}/hyperkvasir-lower-gi=non-polyp")
+        regions=(--region-masks "${DATA}/kvasir-seg/masks")
+        out=(--out "${RUNS}/${name}")
+        case ${name} in
+        colonoscopy-lite0) out=(--out weights/colonoscopy-lite0 --default) ;;
+        colonoscopy-five) negatives=("${DATA}/hyperkvasir-lower-gi"); regions=() ;;
+        colonoscopy-plain) regions=() ;;
+        esac
         "${PY}" -m training.train "${out[@]}" --checkpoint-dir "${CKPT}/${name}" "${COMMON[@]}" \
             --modality endoscopy --task colonoscopy-polyp --recipe kvasir-2023 --epochs 10 \
             --batch-size 32 --preprocessing mask_frame --min-correlation 0.93 \
             --rotation 20 --hflip --vflip --brightness-alpha 0.2 --brightness-beta 0.1 \
-            --data "${DATA}/kvasir-seg/images=polyp" "${negatives[@]}" \
+            --data "${DATA}/kvasir-seg/images=polyp" "${negatives[@]}" "${regions[@]}" \
             --data-name "Kvasir-SEG polyps + HyperKvasir lower-GI frames without polyps (staged)" \
             --data-licence "Kvasir-SEG: research use (commercial use needs permission); HyperKvasir: CC BY 4.0" \
             "$@" ;;

@@ -79,6 +79,8 @@ _RECIPE_HELP = {
     "blur": "share of training images Gaussian-blurred (sigma 0.1-1.5)",
     "auto_augment": "trivial: TrivialAugment per image (photometric + geometric; not for "
                     "colour-diagnostic images); none",
+    "region_weight": "weight of the attention loss pulling each annotated image's class "
+                     "activation map toward its --region-masks mask (default with masks: 1)",
     "ratios": "train:val:test shares of the grouped split, e.g. 8:1:1",
     "folds": "K > 0: K-fold split, --fold is the test fold and the next one validation",
     "fold": "test fold index for --folds",
@@ -132,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--default", action="store_true",
                         help="make this the default model of its modality and task (other "
                              "models of both in the registry folder stop being default)")
+    parser.add_argument("--region-masks", type=Path, nargs="+", action="extend", default=[],
+                        help="folders of region masks (white lesion on black) named like their "
+                             "images (the stem; searched recursively): training pulls those "
+                             "images' class activation maps toward the masks (--region-weight)")
     parser.add_argument("--data-name", help="dataset name for the card (default: folder names)")
     parser.add_argument("--data-licence", default="", help="dataset licence for the card")
     parser.add_argument("--external", type=Path, nargs="+",

@@ -46,6 +46,21 @@ def test_the_view_carried_back_lies_on_the_image_it_came_from(
         assert _correlation(shifted[covered], target[covered]) < 0.93
 
 
+@pytest.mark.parametrize("name", ["resize", "brain_mri"])
+def test_an_image_map_cut_into_the_view_lies_on_the_view(name: str, shared_data: Path) -> None:
+    """The image itself as a map (at its own and at half resolution), cut into the view, is
+    the view (what region masks rely on in training)."""
+    rgb = _scan(shared_data)
+    view, geometry = preprocess_with_geometry(rgb, name, 224)
+    for grey in (_grey(rgb), cv2.resize(_grey(rgb), (rgb.shape[1] // 2, rgb.shape[0] // 2))):
+        cut = geometry.to_view(grey)
+        assert cut.shape == (224, 224) and cut.dtype == np.float32
+        if name == "resize":  # brain_mri also filters the view, so compare by correlation
+            assert np.abs(cut - _grey(view)).mean() < 0.03
+        assert _correlation(cut, _grey(view)) > 0.95
+        assert _correlation(np.roll(cut, 12, axis=1), _grey(view)) < 0.93
+
+
 def test_the_mri_box_is_where_the_brain_was_cut_and_nothing_lies_outside(
     shared_data: Path,
 ) -> None:
