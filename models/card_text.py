@@ -206,6 +206,13 @@ def recipe_text(card: ModelCard) -> list[str]:
                      + (f", label smoothing {recipe['label_smoothing']:g}"
                         if recipe.get("label_smoothing") else "") + ".")
     lines.append(f"Augmentation: {_augmentation(recipe)}.")
+    regions = card.data.get("region_masks") or {}
+    if recipe.get("region_weight") and regions:
+        lines.append(f"Attention supervision (weight {recipe['region_weight']:g}): "
+                     f"{_count(regions.get('images', 0))} images carry a lesion mask; on those "
+                     "of the training split the class activation map was pulled toward the "
+                     "mask, so the maps show where the model was taught to look as well as "
+                     "where it looks. Localisation is scored on test images only.")
     if recipe.get("balance"):
         lines.append(f"Class balance: {_BALANCE.get(str(recipe['balance']), recipe['balance'])}.")
     lines += [f"Note: {note}." for note in recipe.get("notes") or []]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 
 from bench.xai_localization import main
@@ -25,6 +26,9 @@ def test_scores_methods_beside_the_whole_frame_reference(
                  "--methods", "gradcam,eigencam", "--out", str(out)]) == 0
     summary = json.loads(out.read_text())["bleeding"]
     assert summary["images"] == 2 and set(summary["methods"]) == {"gradcam", "eigencam"}
+    assert summary["split"] == "test"  # the trained-on boxes are never scored
+    assert set(summary["targets"]) == {"method", "threshold", "iou", "pointing",
+                                       "iou_above_whole_frame"}
     assert 0 < summary["whole_frame"]["iou"] < 1
     assert "per_image" not in summary
     printed = capsys.readouterr().out
@@ -43,7 +47,8 @@ def test_polyp_table_on_the_colonoscopy_model_test_split(
     register_tiny_colonoscopy(tmp_path, split=split)
     out = tmp_path / "loc.json"
     assert main(["--data", str(shared_data), "--weights-dir", str(tmp_path), "--methods",
-                 "gradcam,eigencam", "--out", str(out), "--write-card", "--per-image"]) == 0
+                 "gradcam,eigencam", "--out", str(out), "--write-card", "--per-image",
+                 "--worst", "2", "--artifacts", str(tmp_path / "art")]) == 0
     results = json.loads(out.read_text())
     polyp = results["polyp"]
     assert [row["file"] for row in polyp["per_image"]] == names  # its test split only
@@ -53,6 +58,11 @@ def test_polyp_table_on_the_colonoscopy_model_test_split(
     assert best["method"] in {"gradcam", "eigencam"} and best["threshold"] == "otsu"
     assert best["iou_above_whole_frame"]["value"] == pytest.approx(
         polyp["methods"][best["method"]]["iou"] - polyp["whole_frame"]["iou"])
+    ious = sorted(row["methods"][best["method"]]["iou"] for row in polyp["per_image"])
+    assert [w["iou"] for w in polyp["worst"]] == ious[:2]  # where the maps go wrong, worst first
+    for worst in polyp["worst"]:
+        drawn = cv2.imread(str(tmp_path / "art" / worst["overlay"]))
+        assert drawn.shape == (64, 64, 3)  # on the model's view
     assert "capsule-bleeding" in results["skipped"]["bleeding"]  # no capsule model here
     printed = capsys.readouterr()
     assert f"targets (best by IoU: {best['method']})" in printed.out
