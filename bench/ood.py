@@ -6,7 +6,8 @@
 For every model in the registry (diagnosis models and the modality router) the in-distribution
 images are its own test split (rebuilt from the card); the foreign images are the families of
 :mod:`training.ood_sets` (photos, documents, other medical images, DICOM of modalities without a
-model, generated images), plus, for the capsule-endoscopy model, Kvasir-SEG colonoscopy frames.
+model, generated images), plus, for each endoscopy model, the frames of the other endoscopy
+task: Kvasir-SEG colonoscopy frames for the capsule model, capsule frames for the colonoscopy one.
 Each is scored by the shipped guard (k-NN feature distance) and, for comparison, by a
 Mahalanobis score (Lee et al., NeurIPS 2018: class means, shared Ledoit-Wolf covariance) fitted on
 up to 2,048 training images. Reported: AUROC (foreign vs test images), the share of foreign images
@@ -37,7 +38,7 @@ from training.trust import model_signals, rebuild_split  # noqa: E402
 RESULTS = ROOT / "bench" / "results" / "ood.json"
 TARGET_AUROC = 0.95
 TARGET_ID_FLAGGED = 0.05
-COLONOSCOPY_FRAMES = 200
+OTHER_TASK_FRAMES = 200
 MAHALANOBIS_SAMPLE = 2048  # training images the comparison scorer is fitted on
 
 
@@ -91,9 +92,12 @@ def bench_model(folder: Path, data_root: Path | None) -> dict[str, object]:
     inside_knn = guard.score(test_features).numpy()
     inside_maha = mahalanobis(test_features)
     families = {name: ood_family(name, data_root) for name in FAMILIES}
-    if card.modality == "endoscopy" and data_root is not None:
-        frames = sorted((data_root / "kvasir-seg" / "images").glob("*.jpg"))[:COLONOSCOPY_FRAMES]
-        families["colonoscopy"] = [(p.name, load_path(p).rgb) for p in frames]
+    other_task = {"capsule-bleeding": ("colonoscopy", "kvasir-seg/images"),
+                  "colonoscopy-polyp": ("capsule", "wce-bleeding/*")}.get(card.task)
+    if other_task and data_root is not None:
+        family, pattern = other_task
+        frames = sorted(data_root.glob(f"{pattern}/*.jpg"))[:OTHER_TASK_FRAMES]
+        families[family] = [(p.name, load_path(p).rgb) for p in frames]
     rows = {}
     for family, members in families.items():
         if not members:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from imaging.preprocess import kept_region
 from models.card import ModelCard
 from models.predict import decide, feature_layer, probabilities
 from models.registry import LoadedModel, ModelUnavailable, load_model, sha256_bytes
@@ -33,7 +34,16 @@ from models.trust import (
     tta_views,
 )
 from training.augment import normalise
-from training.data import Dataset, GroupRule, Split, decode_images, dhash, list_sources, make_split
+from training.data import (
+    Dataset,
+    GroupRule,
+    Split,
+    decode_images,
+    dhash,
+    list_sources,
+    make_split,
+    thumbnails,
+)
 
 __all__ = ["ENTROPY_QUANTILE", "OOD_QUANTILE", "fit_trust", "main", "model_signals",
            "rebuild_split", "trust_report"]
@@ -145,9 +155,12 @@ def rebuild_split(card: ModelCard, sources: list[Path] | None = None
                            threads=torch.get_num_threads())
     rule = GroupRule(**rule_record)
     hashes = dhash(images, rule.hash_bits) if rule.max_hamming >= 0 else None
+    thumbs = (thumbnails(images, kept_region(card.preprocessing, card.input_size))
+              if rule.min_correlation is not None else None)
     split = make_split(dataset, hashes, rule, seed=card.split["seed"],
                        ratios=card.split.get("ratios") or (8, 1, 1),
-                       folds=card.split.get("folds") or 0, fold=card.split.get("fold") or 0)
+                       folds=card.split.get("folds") or 0, fold=card.split.get("fold") or 0,
+                       thumbs=thumbs)
     if split.record["test_sha256"] != card.split.get("test_sha256"):
         raise ValueError("the rebuilt test split differs from the card's: pass the same --data "
                          "sources, in the same order, as the training run")
