@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from models.card_text import best_localizer
@@ -92,13 +91,8 @@ with right:
     st.metric("Prediction" + (" (not reliable)" if warnings else ""), prediction.label,
               f"{prediction.confidence:.1%} confidence", delta_color="off", delta_arrow="off",
               border=True)
-    ranked = sorted(prediction.probabilities.items(), key=lambda kv: kv[1])
-    figure = go.Figure(go.Bar(
-        x=[p for _, p in ranked], y=[c for c, _ in ranked], orientation="h",
-        text=[f"{p:.1%}" for _, p in ranked]))
-    figure.update_layout(height=80 + 40 * len(ranked), margin=dict(l=0, r=0, t=10, b=0),
-                         xaxis=dict(range=[0, 1], title="probability"))
-    st.plotly_chart(figure, width="stretch")
+    for name, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):
+        st.progress(p, text=f"{name}: {p:.1%}")  # light to draw: no chart library
 
 targets = target_indices(target, prediction.index, loaded.card.classes)
 with st.spinner("Computing heat maps..."):
