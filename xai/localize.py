@@ -1,7 +1,7 @@
 """``python -m xai.localize``: how well each method's map finds the annotated region.
 
     python -m xai.localize --images DIR --masks DIR (--model NAME | --modality M)
-                           [--target CLASS] [--methods all|name,name] [--split all|test]
+                           [--target CLASS] [--methods all|name,name] [--split all|test|val]
                            [--threshold otsu|fraction|topk] [--region box|mask] [--limit N]
                            [--json] [--weights-dir DIR]
 
@@ -10,7 +10,9 @@ default model. Each image in ``--images`` is paired with the mask of the same st
 ``--masks`` (any image extension; non-zero = region; a box mask works as is, and so do
 Kvasir-SEG's white-on-black polyp masks). ``--split test`` keeps only the images the model's
 card lists in its test split (matched by file name), so a model is scored on images it never
-trained on. The map of each method is resized to
+trained on; ``--split val`` keeps its validation images (the split rebuilt from the card's data
+sources, seed and grouping), to choose between models without touching the test split. The map
+of each method is resized to
 the mask (bilinear) and scored with :func:`xai.metrics.localization_scores`: IoU and Dice of the
 thresholded map's largest component (its box with ``--region box``, the default, as in the
 studies), pointing game and energy-based pointing game. Beside the methods it reports two
@@ -30,7 +32,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -39,8 +41,11 @@ from xai.cli import CliError, OneLineParser, fail, parse_options
 from xai.engine import CamMap, explain_loaded, resolve_methods
 from xai.metrics import localization_scores
 
+if TYPE_CHECKING:
+    from models.card import ModelCard
+
 __all__ = ["IMAGE_SUFFIXES", "SCORES", "format_table", "grid_of", "ideal_map_scores", "main",
-           "pair_files", "reference_rows", "run_localization", "score_maps", "test_split_pairs",
+           "pair_files", "reference_rows", "run_localization", "score_maps", "split_pairs",
            "whole_frame_scores"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm")
@@ -111,15 +116,26 @@ def _read_mask(path: Path) -> np.ndarray:
     return mask > 127 if mask.max() > 1 else mask > 0
 
 
-def test_split_pairs(pairs: list[tuple[Path, Path]], split: Mapping[str, Any]
-                     ) -> list[tuple[Path, Path]]:
-    """The pairs whose image file name is in the card's recorded test split (``split``)."""
-    names = {Path(f).name for f in split.get("test_files") or ()}
-    if not names:
-        raise CliError("the model card records no test split (test_files)")
+def split_pairs(pairs: list[tuple[Path, Path]], card: ModelCard, split: str
+                ) -> list[tuple[Path, Path]]:
+    """The pairs whose image file name is in the model's ``split``: ``test`` as the card
+    records it, ``val`` rebuilt from the card's data sources, seed and grouping (checked
+    against the recorded test split; for choosing between models on validation data)."""
+    if split == "test":
+        names = {Path(f).name for f in card.split.get("test_files") or ()}
+        if not names:
+            raise CliError("the model card records no test split (test_files)")
+    else:
+        from training.trust import rebuild_split
+
+        try:
+            dataset, _, rebuilt = rebuild_split(card)
+        except (ValueError, OSError) as exc:
+            raise CliError(f"cannot rebuild the validation split from the card: {exc}") from None
+        names = {Path(dataset.files[i]).name for i in rebuilt.val}
     kept = [pair for pair in pairs if pair[0].name in names]
     if not kept:
-        raise CliError("none of these images is in the model's test split")
+        raise CliError(f"none of these images is in the model's {split} split")
     return kept
 
 
@@ -140,8 +156,8 @@ def run_localization(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score every method over the folder with the default model of ``modality`` or the
-    registry model ``model`` (``split="test"``: only its test-split images); returns the
-    JSON-ready summary."""
+    registry model ``model`` (``split``: ``all``, or only the images of its ``test`` or ``val``
+    split, see :func:`split_pairs`); returns the JSON-ready summary."""
     from tqdm import tqdm
 
     from imaging import WHOLE_IMAGE, load_path
@@ -157,8 +173,8 @@ def run_localization(
                        f"({', '.join(WHOLE_IMAGE)})")
     names = resolve_methods(methods, loaded.arch.stage_layers)
     pairs, unpaired = pair_files(images, masks)
-    if split == "test":
-        pairs = test_split_pairs(pairs, loaded.card.split)
+    if split != "all":
+        pairs = split_pairs(pairs, loaded.card, split)
     if limit is not None:
         pairs = pairs[:limit]
     per_image: list[dict[str, Any]] = []
@@ -223,8 +239,10 @@ def _parser() -> OneLineParser:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="registry folder name, or a model folder path")
     which.add_argument("--modality", help="endoscopy, mri, xray or histology (its default model)")
-    parser.add_argument("--split", default="all", choices=("all", "test"),
-                        help="all pairs, or only the images of the model's test split")
+    parser.add_argument("--split", default="all", choices=("all", "test", "val"),
+                        help="all pairs, or only the images of the model's test split, or of its "
+                             "validation split (rebuilt from the card's data: run from the "
+                             "folder the model was trained in)")
     parser.add_argument("--target", help="class name or index (default: predicted class)")
     parser.add_argument("--methods", default="all", help="'all' or comma-separated names")
     parser.add_argument("--threshold", default="otsu", choices=("otsu", "fraction", "topk"))

@@ -128,6 +128,17 @@ def test_a_run_with_polyp_masks_records_them_and_reports_the_region_loss(
     assert card.data["region_masks"]["images"] == 8 and card.recipe["region_weight"] == 2
     full = [row for row in card.metrics["training"]["history"] if row["stage"] == "full"]
     assert full and all(row["region_loss"] > 0 for row in full)
+    # its maps scored on the validation masks (the split rebuilt from the card), not the test's
+    from xai.localize import run_localization
+
+    scored = {}
+    for split in ("val", "test"):
+        summary = run_localization(None, shared_data / "kvasir-seg" / "images",
+                                   shared_data / "kvasir-seg" / "masks", model=out, split=split,
+                                   methods=["gradcam"], region="mask", progress=False)
+        scored[split] = {row["file"] for row in summary["per_image"]}
+    tested = {Path(f).name for f in card.split["test_files"] if f.startswith("kvasir-seg")}
+    assert scored["test"] == tested and len(scored["val"]) == 2 and not scored["val"] & tested
     capsys.readouterr()
     assert train.main([*common, "--force", "--region-masks", str(tmp_path / "absent")]) == 2
     assert capsys.readouterr().err.startswith("error: region mask folder")
