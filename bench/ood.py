@@ -11,7 +11,8 @@ task: Kvasir-SEG colonoscopy frames for the capsule model, capsule frames for th
 Each is scored by the shipped guard (k-NN feature distance) and, for comparison, by a
 Mahalanobis score (Lee et al., NeurIPS 2018: class means, shared Ledoit-Wolf covariance) fitted on
 up to 2,048 training images. Reported: AUROC (foreign vs test images), the share of foreign images
-the shipped threshold flags, and the share of test images it flags. Prints a table, writes JSON.
+the shipped thresholds flag, and the share of test images they flag (in all and per predicted
+class: the guard holds each image to its predicted class's threshold). Prints a table, writes JSON.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ sys.path.insert(0, str(ROOT))
 from bench._common import environment, write_results  # noqa: E402
 from imaging import load_path, preprocess  # noqa: E402
 from models.card import ModelCard  # noqa: E402
+from models.predict import decide  # noqa: E402
 from models.registry import LoadedModel, list_cards, load_model  # noqa: E402
 from models.trust import reference_sample  # noqa: E402
 from training.ood_sets import FAMILIES, ood_family  # noqa: E402
-from training.trust import model_signals, rebuild_split  # noqa: E402
+from training.trust import flagged_by_guard, model_signals, rebuild_split  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ood.json"
 TARGET_AUROC = 0.95
@@ -85,7 +87,7 @@ def bench_model(folder: Path, data_root: Path | None) -> dict[str, object]:
     dataset, images, split = rebuild_split(card, [ROOT / s["source"] for s in card.data["sources"]])
     train = split.train[reference_sample(len(split.train), MAHALANOBIS_SAMPLE).numpy()]
     train_features, _ = model_signals(loaded, images[train])
-    test_features, _ = model_signals(loaded, images[split.test])
+    test_features, test_probs = model_signals(loaded, images[split.test])
     mahalanobis = _mahalanobis(train_features, dataset.labels[train])
     guard = loaded.guard
     assert guard is not None, f"{card.name} has no fitted guard; run python -m training.trust"
@@ -102,17 +104,22 @@ def bench_model(folder: Path, data_root: Path | None) -> dict[str, object]:
     for family, members in families.items():
         if not members:
             continue
-        features, _ = model_signals(loaded, _views(loaded, [rgb for _, rgb in members]))
-        outside_knn = guard.score(features).numpy()
-        rows[family] = {"n": len(members), "auroc_knn": _auroc(inside_knn, outside_knn),
+        features, probs = model_signals(loaded, _views(loaded, [rgb for _, rgb in members]))
+        flagged = flagged_by_guard(loaded, features, probs)
+        rows[family] = {"n": len(members),
+                        "auroc_knn": _auroc(inside_knn, guard.score(features).numpy()),
                         "auroc_mahalanobis": _auroc(inside_maha, mahalanobis(features)),
-                        "flagged": float((outside_knn > guard.threshold).mean()),
-                        "missed": [name for (name, _), s in zip(members, outside_knn, strict=True)
-                                   if s <= guard.threshold]}
+                        "flagged": float(flagged.mean()),
+                        "missed": [name for (name, _), f in zip(members, flagged, strict=True)
+                                   if not f]}
+    test_flagged = flagged_by_guard(loaded, test_features, test_probs)
+    predicted = decide(test_probs, card.decision_threshold).numpy()
     return {"model": card.name, "kind": card.kind, "modality": card.modality,
-            "test_n": int(len(split.test)),
-            "test_flagged": float((inside_knn > guard.threshold).mean()),
-            "threshold": guard.threshold, "families": rows}
+            "test_n": int(len(split.test)), "test_flagged": float(test_flagged.mean()),
+            "test_flagged_by_class": {c: float(test_flagged[predicted == i].mean())
+                                      for i, c in enumerate(card.classes) if (predicted == i).any()},
+            "threshold": guard.threshold, "class_thresholds": card.trust["ood"].get("class_thresholds"),
+            "families": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         lines.append(f"{result['model']:<18} {'test (in)':<14} {result['test_n']:>4} {'':>9} "
                      f"{'':>10} {result['test_flagged']:>8.1%}")
+        for name, share in result["test_flagged_by_class"].items():
+            lines.append(f"{'':<18} {'  as ' + name[:9]:<14} {'':>4} {'':>9} {'':>10} {share:>8.1%}")
         for family, row in result["families"].items():
             lines.append(f"{'':<18} {family:<14} {row['n']:>4} {row['auroc_knn']:>9.3f} "
                          f"{row['auroc_mahalanobis']:>10.3f} {row['flagged']:>8.1%}")

@@ -180,7 +180,7 @@ def predict_batch(loaded: LoadedModel, model_views: Sequence[np.ndarray], *, vie
         ood_score = in_distribution = None
         if loaded.guard is not None and distances is not None:
             ood_score = float(distances[i])
-            in_distribution = ood_score <= loaded.guard.threshold
+            in_distribution = ood_score <= loaded.guard.threshold_for(index)
         results.append(Prediction(
             classes[index], index, float(view_probs[0, index]),
             {c: float(p) for c, p in zip(classes, view_probs[0], strict=True)}, latency_ms,

@@ -180,7 +180,9 @@ def _load_guard(folder: Path, card: ModelCard) -> FeatureGuard | None:
                                               "card: the file was changed or corrupted")
     from safetensors.torch import load as load_safetensors
 
-    return FeatureGuard(load_safetensors(data)["reference"], int(ood["k"]), float(ood["threshold"]))
+    per_class = ood.get("class_thresholds")
+    return FeatureGuard(load_safetensors(data)["reference"], int(ood["k"]), float(ood["threshold"]),
+                        None if per_class is None else [float(per_class[c]) for c in card.classes])
 
 
 def find_router(root: Path | None = None) -> Path:

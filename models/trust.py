@@ -4,7 +4,8 @@
   (Sun et al., "Out-of-distribution detection with deep nearest neighbors", ICML 2022) of the
   image's penultimate features (the classifier's input, L2-normalised) to a stored sample of
   training features. An image whose distance exceeds the threshold fitted on validation data
-  (the 97th percentile of in-distribution validation distances) is flagged.
+  (the 97th percentile of in-distribution validation distances, per predicted class where
+  validation has enough images of it) is flagged.
 - **Uncertainty** (:func:`uncertainty_of`): normalised predictive entropy of the calibrated
   probabilities (0: one class certain, 1: uniform) plus disagreement of the label under a few
   mild test-time views (centre crop, brighter, darker). "Uncertain" when the entropy is above
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -41,23 +42,40 @@ TRUST_FILE = "trust.safetensors"
 
 
 class FeatureGuard:
-    """k-NN distance of L2-normalised features to a reference set, and its threshold."""
+    """k-NN distance of L2-normalised features to a reference set, and its thresholds.
 
-    def __init__(self, reference: torch.Tensor, k: int, threshold: float = math.inf) -> None:
+    One threshold for every image, or one per predicted class where validation had enough
+    images of that class: classes differ in how tightly their features cluster (capsule frames
+    are far more varied than chest X-rays), so a single threshold flags the in-distribution
+    images of a varied class far more often than those of a uniform one.
+    """
+
+    def __init__(self, reference: torch.Tensor, k: int, threshold: float = math.inf,
+                 class_thresholds: Sequence[float] | None = None) -> None:
         if reference.ndim != 2 or len(reference) < k or k < 1:
             raise ValueError("the reference needs shape (N, D) with N >= k >= 1")
         self.reference = F.normalize(reference.float(), dim=1)
         self.k = k
         self.threshold = threshold
+        self.class_thresholds = tuple(class_thresholds) if class_thresholds is not None else None
 
     @classmethod
-    def fit(cls, train: torch.Tensor, val: torch.Tensor, *, k: int = 5, max_reference: int = 1024,
+    def fit(cls, train: torch.Tensor, val: torch.Tensor, *, val_classes: torch.Tensor | None = None,
+            num_classes: int = 0, min_per_class: int = 30, k: int = 5, max_reference: int = 1024,
             quantile: float = 0.95, seed: int = 0) -> FeatureGuard:
         """Keep up to ``max_reference`` training features (seeded sample); threshold = the
-        ``quantile`` of the validation images' scores."""
+        ``quantile`` of the validation images' scores. With ``val_classes`` (each validation
+        image's predicted class, of ``num_classes``), a class with at least ``min_per_class``
+        validation images gets the ``quantile`` of its own scores, the others the global one."""
         train = train[reference_sample(len(train), max_reference, seed)]
         guard = cls(train, min(k, len(train)))
-        guard.threshold = float(torch.quantile(guard.score(val), quantile))
+        scores = guard.score(val)
+        guard.threshold = float(torch.quantile(scores, quantile))
+        if val_classes is not None:
+            members = [scores[val_classes == c] for c in range(num_classes)]
+            guard.class_thresholds = tuple(
+                float(torch.quantile(m, quantile)) if len(m) >= min_per_class else guard.threshold
+                for m in members)
         return guard
 
     def score(self, features: torch.Tensor) -> torch.Tensor:
@@ -66,9 +84,20 @@ class FeatureGuard:
         kth = similarity.topk(self.k, dim=1).values[:, -1]
         return (2 - 2 * kth).clamp_min(0).sqrt()
 
-    def in_distribution(self, features: torch.Tensor) -> torch.Tensor:
-        """True where the score is within the threshold."""
-        return self.score(features) <= self.threshold
+    def threshold_for(self, predicted: int) -> float:
+        """The threshold an image predicted as class ``predicted`` is held to."""
+        return self.threshold if self.class_thresholds is None else self.class_thresholds[predicted]
+
+    def in_distribution(self, features: torch.Tensor, predicted: torch.Tensor | None = None
+                        ) -> torch.Tensor:
+        """True where the score is within the threshold (of each row's ``predicted`` class,
+        where the guard has per-class thresholds)."""
+        scores = self.score(features)
+        if self.class_thresholds is None:
+            return scores <= self.threshold
+        if predicted is None:
+            raise ValueError("this guard has one threshold per class: pass the predicted classes")
+        return scores <= torch.tensor(self.class_thresholds)[predicted]
 
 
 def reference_sample(n: int, size: int = 1024, seed: int = 0) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from models.registry import ModelUnavailable, find_card, find_router, load_model
 from tests.conftest import shared_data_root
 from training.ood_sets import FAMILIES, ood_family
-from training.trust import model_signals
+from training.trust import flagged_by_guard, model_signals
 
 # Share of each family a shipped guard must flag (measured: bench/results/ood.json).
 ROUTER_FLAGS = 0.9
@@ -26,8 +26,7 @@ def _flagged(loaded, family: str) -> float:
     images = [preprocess(rgb, loaded.card.preprocessing, loaded.card.input_size)
               for _, rgb in ood_family(family, shared_data_root())]
     views = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    features, _ = model_signals(loaded, views)
-    return float((~loaded.guard.in_distribution(features)).float().mean())
+    return float(flagged_by_guard(loaded, *model_signals(loaded, views)).mean())
 
 
 def _load(find):

@@ -45,6 +45,40 @@ def test_guard_keeps_a_seeded_sample_of_the_reference() -> None:
         FeatureGuard(torch.ones(3, 8), k=5)
 
 
+def _two_classes(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tight class 0 and a spread-out class 1 along two directions, with their labels."""
+    generator = torch.Generator().manual_seed(seed)
+    tight = torch.eye(16)[0] + 0.02 * torch.randn(n, 16, generator=generator)
+    spread = torch.eye(16)[1] + 0.3 * torch.randn(n, 16, generator=generator)
+    return torch.cat([tight, spread]), torch.arange(2).repeat_interleave(n)
+
+
+def test_per_class_thresholds_flag_each_class_at_the_chosen_rate() -> None:
+    """One threshold for a tight and a spread class flags the spread one far more often; the
+    per-class thresholds flag each at about the chosen rate."""
+    (train, _), (val, val_classes) = _two_classes(0, 300), _two_classes(1, 200)
+    test, test_classes = _two_classes(2, 400)
+    single = FeatureGuard.fit(train, val, quantile=0.9)
+    per_class = FeatureGuard.fit(train, val, val_classes=val_classes, num_classes=2, quantile=0.9)
+    assert per_class.class_thresholds[0] < single.threshold < per_class.class_thresholds[1]
+    one_rule = 1 - single.in_distribution(test).float()
+    own_rule = 1 - per_class.in_distribution(test, test_classes).float()
+    assert one_rule[test_classes == 1].mean() > 2 * one_rule[test_classes == 0].mean()
+    for c in (0, 1):
+        assert 0.04 <= float(own_rule[test_classes == c].mean()) <= 0.18
+    assert per_class.threshold_for(1) == per_class.class_thresholds[1]
+    with pytest.raises(ValueError, match="predicted classes"):
+        per_class.in_distribution(test)
+
+
+def test_a_class_with_too_few_validation_images_keeps_the_global_threshold() -> None:
+    (train, _), (val, val_classes) = _two_classes(0, 100), _two_classes(1, 40)
+    val_classes[:35] = 2  # class 0 keeps 5 images, class 2 gets 35
+    guard = FeatureGuard.fit(train, val, val_classes=val_classes, num_classes=3, min_per_class=30)
+    assert guard.class_thresholds[0] == guard.threshold
+    assert guard.class_thresholds[1] != guard.threshold != guard.class_thresholds[2]
+
+
 def test_capture_features_removes_its_hook_even_on_error() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 2))
     with capture_features(model, "3") as captured:

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from models.card import ModelCard
 from models.registry import load_model
@@ -154,7 +156,24 @@ def test_card_carries_fitted_trust_signals(generated) -> None:
     assert sha256_bytes((folder / "trust.safetensors").read_bytes()) == card.trust["sha256"]
     assert card.trust["ood"]["threshold"] > 0 and 0 <= card.trust["uncertainty"]["entropy_threshold"] <= 1
     assert {"uncertain_fraction", "accuracy_certain", "ood_flagged_fraction"} <= set(card.trust["test"])
-    assert load_model(folder, device="cpu").guard is not None
+    assert "class_thresholds" not in card.trust["ood"]  # one threshold: not a router
+
+
+def test_prediction_is_held_to_its_class_threshold(generated) -> None:
+    """An image is in distribution when its score is within the threshold of the class it is
+    predicted as, whatever the other classes' thresholds."""
+    from models.predict import predict
+
+    data, weights, _ = generated
+    loaded = load_model(weights / "histo-tiny", device="cpu")
+    rgb = np.asarray(Image.open(next((data / "beta").iterdir())).convert("RGB"))
+    first = predict(loaded, rgb)
+    for own, other, inside in ((first.ood_score + 1, 0.0, True), (first.ood_score - 1e-3, 9.0, False)):
+        limits = [other] * len(loaded.card.classes)
+        limits[first.index] = own
+        loaded.guard.class_thresholds = tuple(limits)
+        again = predict(loaded, rgb)
+        assert again.index == first.index and again.in_distribution is inside, own
 
 
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path: Path, capsys) -> None:
@@ -200,6 +219,11 @@ def test_router_trains_on_fixed_label_sources(tmp_path: Path) -> None:
                        "--epochs", "1", *TINY]) == 0
     card = ModelCard.read(out)
     assert (card.kind, card.modality, card.classes) == ("router", "any", ["mri", "xray"])
+    # A router's guard has a threshold per class (here each falls back to the global one: a
+    # few validation images per class), and the registry loads them.
+    ood = card.trust["ood"]
+    assert ood["class_thresholds"] == dict.fromkeys(card.classes, ood["threshold"])
+    assert load_model(out, device="cpu").guard.class_thresholds == (ood["threshold"],) * 2
     from models.registry import find_router
 
     assert find_router(tmp_path / "w") == out
