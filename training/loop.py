@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
@@ -136,8 +138,10 @@ def train_epoch(module: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                 amp: Callable[[], AbstractContextManager[Any]], desc: str = "",
                 show: bool = True, regions: torch.Tensor | None = None,
                 supervision: RegionSupervision | None = None,
-                region_weight: float = 0.0) -> dict[str, float]:
-    """One pass over ``indices`` (this process's shard); mean loss, accuracy and images/s.
+                region_weight: float = 0.0,
+                after_step: Callable[[], None] | None = None) -> dict[str, float]:
+    """One pass over ``indices`` (this process's shard); mean loss, accuracy and images/s;
+    ``after_step`` is called after every optimiser step (a weight average's update).
 
     With ``regions`` (masks aligned with ``inputs``; ``transform`` an :class:`Augment`) and
     ``supervision`` (entered), ``region_weight`` times its loss is added to the
@@ -173,6 +177,8 @@ def train_epoch(module: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         total_loss += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
@@ -393,12 +399,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         supervision.check(to_device(images[:1]), labels[:1].to(run.device))
 
     @torch.no_grad()
-    def logits_of(index: np.ndarray, served: bool = False) -> torch.Tensor:
-        """Logits of ``images[index]``; ``served``: in float32 as the app and evaluate run the
-        model (the card's metrics), else under the training autocast (validation per epoch)."""
-        model.eval()
+    def logits_of(index: np.ndarray, served: bool = False, net: nn.Module | None = None
+                  ) -> torch.Tensor:
+        """Logits of ``images[index]`` by ``net`` (default: the model); ``served``: in float32
+        as the app and evaluate run the model (the card's metrics), else under the training
+        autocast (validation per epoch)."""
+        net = net or model
+        net.eval()
         with nullcontext() if served else amp():
-            return predict_sharded(lambda x: model(to_device(x)), images[index], recipe.batch_size, run)
+            return predict_sharded(lambda x: net(to_device(x)), images[index], recipe.batch_size, run)
 
     features: dict[str, torch.Tensor] = {}
 
@@ -431,8 +440,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                    "classes": dataset.classes,
                    **({"region_masks": sha256_of_files([str(m) for m in masks if m is not None])}
                       if masks else {})}
-    if not recipe.region_weight:  # runs without masks resume checkpoints from before the field
-        del fingerprint["recipe"]["region_weight"]
+    for later_field in ("region_weight", "ema"):  # off: resume checkpoints from before the field
+        if not getattr(recipe, later_field):
+            del fingerprint["recipe"][later_field]
     state: dict[str, Any] = {"epoch": 0, "best_loss": float("inf"), "best_epoch": -1,
                              "best_model": None, "bad_epochs": 0, "history": [],
                              "command": _command(argv, run.world), "resumed": [],
@@ -454,6 +464,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         writer = SummaryWriter(str(ckpt_dir / "tb"), purge_step=state["epoch"])
 
     stage, trainer, optimizer, scheduler = "", nn.Module(), None, None
+    averaged: AveragedModel | None = None
     stopped_early = state["bad_epochs"] >= recipe.patience  # resuming a run that had stopped
     for epoch in range(state["epoch"], state["epoch"] if stopped_early else total_epochs):
         wanted = "head" if recipe.regime == "feature" or epoch < warmup else "full"
@@ -477,6 +488,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             if state.get("optimizer") and state.get("stage") == stage:
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
+            if stage == "full" and recipe.ema:  # torch's averaging: weights and BN statistics
+                averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema),
+                                         use_buffers=True)
+                if state.get("averaged") and state.get("stage") == stage:
+                    averaged.load_state_dict(state["averaged"])
         assert optimizer is not None and scheduler is not None
         sampler.set_epoch(epoch)
         torch.manual_seed(args.seed * 100_003 + epoch * 101 + run.rank)  # augmentation, dropout
@@ -495,8 +511,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                                   channels_last=args.channels_last, amp=amp, desc=desc,
                                   show=run.main, supervision=supervision,
                                   regions=None if regions is None else regions[split.train],
-                                  region_weight=recipe.region_weight)
-            val_logits = logits_of(split.val)
+                                  region_weight=recipe.region_weight,
+                                  after_step=None if averaged is None
+                                  else partial(averaged.update_parameters, model))
+            val_logits = logits_of(split.val, net=None if averaged is None else averaged.module)
         scheduler.step()
         y_val = labels[split.val]
         val_loss = float(nn.functional.cross_entropy(val_logits, y_val))
@@ -509,13 +527,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             row["images_per_s"] *= run.world  # all processes together
         improved = val_loss < state["best_loss"] - 1e-6
         if improved:
+            validated = model if averaged is None else averaged.module
             state.update(best_loss=val_loss, best_epoch=epoch + 1, bad_epochs=0,
-                         best_model=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))
+                         best_model=copy.deepcopy({k: v.cpu() for k, v in validated.state_dict().items()}))
         elif stage == "full" or recipe.regime == "feature":
             state["bad_epochs"] += 1
         state["history"].append(row)
         state.update(epoch=epoch + 1, stage=stage, optimizer=optimizer.state_dict(),
-                     scheduler=scheduler.state_dict(), fingerprint=fingerprint)
+                     scheduler=scheduler.state_dict(), fingerprint=fingerprint,
+                     **({"averaged": averaged.state_dict()} if averaged is not None else {}))
         if run.main:
             log(f"{desc}: loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | val loss "
                 f"{val_loss:.4f} acc {row['val_acc']:.3f} bal {row['val_balanced_acc']:.3f} | "

@@ -42,7 +42,9 @@ class Recipe:
     ``auto_augment``: ``trivial`` (TrivialAugment, Mueller & Hutter 2021) per image, or none.
     ``lr_warmup_epochs``: linear learning-rate warm-up at the start of fine-tuning, before the
     schedule. ``region_weight``: weight of the attention loss on images with a region mask
-    (:mod:`training.attention`; 0: off).
+    (:mod:`training.attention`; 0: off). ``ema``: decay per fine-tuning step of an exponential
+    moving average of the weights (Polyak & Juditsky 1992), which validation, early stopping and
+    the exported model then use (0: off).
     ``ratios`` train:val:test, or ``folds`` > 0 for K-fold (fold ``fold`` is the test fold).
     """
 
@@ -81,6 +83,7 @@ class Recipe:
     blur: float = 0.0
     auto_augment: str = "none"
     region_weight: float = 0.0
+    ema: float = 0.0
     ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
     folds: int = 0
     fold: int = 0
@@ -94,9 +97,9 @@ class Recipe:
             raise ValueError(f"recipe {self.name}: epochs >= 0, batch_size >= 1, lr > 0 and "
                              "0 <= dropout < 1 are required")
         if (not 0 < self.crop_scale <= 1 or not 0 <= self.blur <= 1 or self.gamma_jitter < 0
-                or self.region_weight < 0):
+                or self.region_weight < 0 or not 0 <= self.ema < 1):
             raise ValueError(f"recipe {self.name}: 0 < crop_scale <= 1, 0 <= blur <= 1, "
-                             "gamma_jitter >= 0 and region_weight >= 0 are required")
+                             "gamma_jitter >= 0, region_weight >= 0 and 0 <= ema < 1 are required")
 
     def override(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed (``None`` values are ignored)."""

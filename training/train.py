@@ -81,6 +81,8 @@ _RECIPE_HELP = {
                     "colour-diagnostic images); none",
     "region_weight": "weight of the attention loss pulling each annotated image's class "
                      "activation map toward its --region-masks mask (default with masks: 1)",
+    "ema": "decay per fine-tuning step of an exponential moving average of the weights, which "
+           "validation, early stopping and the exported model use (e.g. 0.98; 0: off)",
     "ratios": "train:val:test shares of the grouped split, e.g. 8:1:1",
     "folds": "K > 0: K-fold split, --fold is the test fold and the next one validation",
     "fold": "test fold index for --folds",

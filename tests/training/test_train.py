@@ -96,6 +96,29 @@ def test_resume_gives_the_same_next_epoch(tmp_path: Path) -> None:
     assert second[1]["train_loss"] != pytest.approx(second[0]["train_loss"], rel=1e-6)
 
 
+def test_weight_average_is_validated_exported_and_resumed(tmp_path: Path) -> None:
+    """--ema: validation and the best (exported) weights are the moving average's, not the raw
+    model's, and a resumed run continues the average where it stopped."""
+    data = make_image_folder(tmp_path / "data", per_class=6)
+    ema = ("--warmup-epochs", "0", "--ema", "0.5", "--rotation", "15", "--batch-size", "2")
+    straight = _train(data, tmp_path / "w" / "a", tmp_path / "a", "--epochs", "2", *ema)
+    _train(data, tmp_path / "w" / "b", tmp_path / "b", "--epochs", "1", *ema)
+    saved = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    average = {k.removeprefix("module."): v for k, v in saved["averaged"].items()
+               if k.startswith("module.")}
+    assert saved["best_epoch"] == 1 and saved["best_model"].keys() == average.keys()
+    assert all(torch.equal(saved["best_model"][k], average[k]) for k in average)
+    assert any(not torch.equal(saved["model"][k], average[k]) for k in average
+               if average[k].is_floating_point())
+    resumed = _train(data, tmp_path / "w" / "b", tmp_path / "b", "--epochs", "2", "--resume", *ema)
+    assert resumed.recipe["ema"] == 0.5
+    first, second = (c.metrics["training"]["history"] for c in (straight, resumed))
+    assert second[1]["val_loss"] == pytest.approx(first[1]["val_loss"], rel=1e-6)
+    steps = int(saved["averaged"]["n_averaged"])
+    again = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert steps > 1 and int(again["averaged"]["n_averaged"]) == 2 * steps
+
+
 def test_feature_regime_with_sampler(tmp_path: Path) -> None:
     data = make_image_folder(tmp_path / "data", per_class=6)
     card = _train(data, tmp_path / "w" / "f", tmp_path / "f", "--regime", "feature",
