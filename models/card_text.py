@@ -205,6 +205,10 @@ def recipe_text(card: ModelCard) -> list[str]:
                      + (f", weight decay {recipe['weight_decay']:g}" if recipe.get("weight_decay") else "")
                      + (f", label smoothing {recipe['label_smoothing']:g}"
                         if recipe.get("label_smoothing") else "") + ".")
+    if recipe.get("ema"):
+        lines.append(f"The weights kept are a moving average over the last ~{1 / (1 - recipe['ema']):.0f} "
+                     "training steps (exponential, decay "
+                     f"{recipe['ema']:g}): validation, early stopping and this model use it.")
     lines.append(f"Augmentation: {_augmentation(recipe)}.")
     regions = card.data.get("region_masks") or {}
     if recipe.get("region_weight") and regions:

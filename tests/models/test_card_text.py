@@ -47,7 +47,7 @@ def test_data_split_and_recipe_read_as_sentences(card: ModelCard) -> None:
                 "batch_size": 32, "optimizer": "adamw", "lr": 4e-4, "schedule": "cosine",
                 "weight_decay": 0.01, "label_smoothing": 0.05, "rotation": 10, "hflip": True,
                 "crop_scale": 0.6, "balance": "sampler", "notes": ["rotation: our choice"],
-                "region_weight": 1.0})
+                "region_weight": 1.0, "ema": 0.95})
     full = replace(full, data={**full.data, "region_masks": {"folders": ["masks"], "images": 720}})
     data = " ".join(data_text(full))
     assert "**Chest X-rays**, licence: CC BY 4.0" in data
@@ -64,6 +64,7 @@ def test_data_split_and_recipe_read_as_sentences(card: ModelCard) -> None:
     assert "rotation up to 10 degrees, horizontal flips, random crops keeping 60%" in recipe
     assert "classes balanced by the sampler" in recipe and "Note: rotation: our choice." in recipe
     assert "Attention supervision (weight 1): 720 images carry a lesion mask" in recipe
+    assert "moving average over the last ~20 training steps (exponential, decay 0.95)" in recipe
     for text in (data, split, recipe):
         assert not SNAKE.search(text.replace("resnet18", "")), text
 
