@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from models.predict import probabilities
 from training.metrics import expected_calibration_error
 
-__all__ = ["SUSPICIOUS_TEMPERATURE", "calibration_record", "fit_temperature", "fit_threshold"]
+__all__ = ["SUSPICIOUS_TEMPERATURE", "SUSPICIOUS_THRESHOLD_DISTANCE", "calibration_record", "fit_temperature", "fit_threshold"]
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
@@ -50,13 +50,17 @@ def fit_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
 # A fitted temperature below this sharpens an already confident model: a sign of a validation
 # split too easy to calibrate on (near-duplicates of training images, or too few errors).
 SUSPICIOUS_TEMPERATURE = 0.5
+# A decision threshold further than this from 0.5 rests on the few validation images beyond it:
+# an X-ray run's cut at p(pneumonia) >= 0.057 called 15 of 130 test normals pneumonia.
+SUSPICIOUS_THRESHOLD_DISTANCE = 0.4
 
 
 def calibration_record(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float | str]:
     """Fit T on these (validation) logits; ECE and NLL before and after, and a ``note`` when the
     fit is degenerate (no validation errors: T stays 1, since the NLL then falls without bound
-    as T -> 0) or suspicious (T < 0.5). Two classes: ``decision_threshold`` and the validation
-    balanced accuracy at 0.5 and at the threshold."""
+    as T -> 0) or suspicious (T < 0.5, or a decision threshold below 0.1 or above 0.9). Two
+    classes: ``decision_threshold`` and the validation balanced accuracy at 0.5 and at the
+    threshold."""
     errors = int((logits.argmax(1) != labels).sum())
     temperature = fit_temperature(logits, labels) if errors else 1.0
     record: dict[str, float | str] = {"temperature": temperature, "validation_errors": errors}
@@ -75,4 +79,8 @@ def calibration_record(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
         for tag, value in (("half", 0.5), ("threshold", cut)):
             record[f"val_balanced_accuracy_{tag}"] = float(balanced_accuracy_score(
                 labels.numpy(), probs[:, 1].numpy() >= value))
+        if abs(cut - 0.5) > SUSPICIOUS_THRESHOLD_DISTANCE:
+            warning = (f"warning: decision threshold {cut:.3f} is far from 0.5: it may fit a few "
+                       "borderline validation images rather than the task")
+            record["note"] = f"{record['note']}; {warning}" if "note" in record else warning
     return record
