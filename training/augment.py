@@ -15,12 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.transforms.v2 import TrivialAugmentWide
-from torchvision.transforms.v2.functional import gaussian_blur
+from torchvision.transforms.v2.functional import adjust_sharpness, gaussian_blur
 
 from imaging.preprocess import kept_region
 from training.recipes import Recipe
 
-__all__ = ["Augment", "normalise"]
+__all__ = ["Augment", "normalise", "sharpen"]
 
 
 def normalise(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -29,6 +29,13 @@ def normalise(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
+
+
+def sharpen(batch: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``adjust_sharpness`` with one factor per image of a float [0, 1] batch:
+    each image blended with its 3 x 3-smoothed copy (borders kept), clipped to [0, 1]."""
+    smooth = adjust_sharpness(batch, 0.0)
+    return (smooth + factors.view(-1, 1, 1, 1) * (batch - smooth)).clamp_(0, 1)
 
 
 class Augment(nn.Module):
@@ -51,6 +58,7 @@ class Augment(nn.Module):
         self.crop_scale = recipe.crop_scale
         self.alpha, self.beta = recipe.brightness_alpha, recipe.brightness_beta
         self.gamma, self.blur = recipe.gamma_jitter, recipe.blur
+        self.sharpen = recipe.sharpen
         self.trivial = TrivialAugmentWide() if recipe.auto_augment == "trivial" else None
         self.mean, self.std = tuple(mean), tuple(std)
         self.preprocessing = recipe.preprocessing
@@ -87,6 +95,8 @@ class Augment(nn.Module):
             for i in torch.nonzero(torch.rand(n) < self.blur).flatten().tolist():
                 sigma = float(torch.empty(1).uniform_(0.1, 1.5))
                 x[i] = gaussian_blur(x[i], [5, 5], [sigma, sigma])
+        if self.sharpen:
+            x = sharpen(x, (torch.rand(n) * 2 - 1).mul_(math.log(self.sharpen)).exp_())
         keep = kept_region(self.preprocessing, x.shape[-1])
         if keep is not None:
             x = x * torch.tensor(keep, dtype=x.dtype)

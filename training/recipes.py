@@ -39,6 +39,9 @@ class Recipe:
     ``alpha ~ U(1 - brightness_alpha, 1 + brightness_alpha)`` and
     ``beta ~ U(-brightness_beta, brightness_beta)`` on the [0, 1] scale; ``gamma_jitter``: ``f ** g``
     with ``log g ~ U(-gamma_jitter, gamma_jitter)``; ``blur``: the share of images Gaussian-blurred;
+    ``sharpen``: sharpness factor ``s`` with ``log s ~ U(-log sharpen, log sharpen)`` (torchvision's
+    ``adjust_sharpness``: 1 unchanged, > 1 sharper, < 1 softer; 0: off), against the resolution
+    shift between upsampled training images and sharper original-resolution ones;
     ``auto_augment``: ``trivial`` (TrivialAugment, Mueller & Hutter 2021) per image, or none.
     ``lr_warmup_epochs``: linear learning-rate warm-up at the start of fine-tuning, before the
     schedule. ``region_weight``: weight of the attention loss on images with a region mask
@@ -81,6 +84,7 @@ class Recipe:
     crop_scale: float = 1.0
     gamma_jitter: float = 0.0
     blur: float = 0.0
+    sharpen: float = 0.0
     auto_augment: str = "none"
     region_weight: float = 0.0
     ema: float = 0.0
@@ -97,9 +101,11 @@ class Recipe:
             raise ValueError(f"recipe {self.name}: epochs >= 0, batch_size >= 1, lr > 0 and "
                              "0 <= dropout < 1 are required")
         if (not 0 < self.crop_scale <= 1 or not 0 <= self.blur <= 1 or self.gamma_jitter < 0
-                or self.region_weight < 0 or not 0 <= self.ema < 1):
+                or self.region_weight < 0 or not 0 <= self.ema < 1
+                or not (self.sharpen == 0 or self.sharpen >= 1)):
             raise ValueError(f"recipe {self.name}: 0 < crop_scale <= 1, 0 <= blur <= 1, "
-                             "gamma_jitter >= 0, region_weight >= 0 and 0 <= ema < 1 are required")
+                             "gamma_jitter >= 0, region_weight >= 0, 0 <= ema < 1 and "
+                             "sharpen 0 or >= 1 are required")
 
     def override(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed (``None`` values are ignored)."""

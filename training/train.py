@@ -77,6 +77,8 @@ _RECIPE_HELP = {
     "crop_scale": "random resized crop keeping this share of the area or more (1: off)",
     "gamma_jitter": "gamma jitter: f ** g with log g ~ U(-j, j) (0: off)",
     "blur": "share of training images Gaussian-blurred (sigma 0.1-1.5)",
+    "sharpen": "sharpness jitter S: factor s with log s ~ U(-log S, log S), s > 1 sharper "
+               "(e.g. 4; 0: off)",
     "auto_augment": "trivial: TrivialAugment per image (photometric + geometric; not for "
                     "colour-diagnostic images); none",
     "region_weight": "weight of the attention loss pulling each annotated image's class "

@@ -19,7 +19,8 @@ def _batch() -> torch.Tensor:
 
 
 @pytest.mark.parametrize("changes", [
-    {"crop_scale": 0.5}, {"gamma_jitter": 0.4}, {"blur": 1.0}, {"auto_augment": "trivial"},
+    {"crop_scale": 0.5}, {"gamma_jitter": 0.4}, {"blur": 1.0}, {"sharpen": 4.0},
+    {"auto_augment": "trivial"},
     {"rotation": 20, "hflip": True, "crop_scale": 0.6, "brightness_alpha": 0.2},
 ])
 def test_each_option_changes_the_batch_reproducibly(changes: dict) -> None:
@@ -40,9 +41,25 @@ def test_no_options_is_plain_normalisation() -> None:
     assert torch.equal(Augment(plain, MEAN, STD)(_batch()), normalise(_batch(), MEAN, STD))
 
 
+def test_sharpen_matches_torchvision_per_image() -> None:
+    """One factor per image, each image exactly as ``adjust_sharpness`` with that factor."""
+    from torchvision.transforms.v2.functional import adjust_sharpness
+
+    from training.augment import sharpen
+
+    x = _batch().float() / 255
+    factors = torch.tensor([0.25, 1.0, 4.0, 2.0, 0.5, 1.5])
+    out = sharpen(x, factors)
+    for image, factor, result in zip(x, factors.tolist(), out, strict=True):
+        assert torch.allclose(result, adjust_sharpness(image, factor), atol=1e-6)
+    assert torch.allclose(out[1], x[1], atol=1e-6) and not torch.allclose(out[2], x[2])
+
+
 def test_recipe_rejects_bad_augmentation_values() -> None:
     with pytest.raises(ValueError, match="crop_scale"):
         RECIPES["default"].override(crop_scale=0.0)
+    with pytest.raises(ValueError, match="sharpen"):
+        RECIPES["default"].override(sharpen=0.5)
     with pytest.raises(ValueError, match="auto_augment"):
         RECIPES["default"].override(auto_augment="rand")
 
