@@ -26,7 +26,7 @@ from torch import nn
 from models.zoo import build_model, get_arch
 from training.metrics import classification_report
 
-__all__ = ["C_GRID", "PROBE_ARCH", "feature_extractor", "linear_probe", "probe_features"]
+__all__ = ["C_GRID", "PROBE_ARCH", "feature_extractor", "fit_probe", "linear_probe", "probe_features"]
 
 PROBE_ARCH = "tf_efficientnet_lite0"
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 13))  # 1e-4 ... 100, half-decade steps
@@ -52,29 +52,39 @@ def probe_features(images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     return torch.cat(chunks).numpy()
 
 
-def linear_probe(train_images: torch.Tensor, train_labels: Sequence[int],
-                 test_images: torch.Tensor, test_labels: Sequence[int], classes: Sequence[str],
-                 *, folds: int = 5, seed: int = 0, cs: Sequence[float] = C_GRID,
-                 batch_size: int = 64) -> dict[str, Any]:
-    """Fit the probe on the training images (``C`` by CV there) and report it on the test images.
-
-    Returns :func:`~training.metrics.classification_report` of the test images plus ``C``, the
-    CV setting and score, the training size and the feature description. Folds are capped by
-    the smallest training class.
-    """
+def fit_probe(train_images: torch.Tensor, train_labels: Sequence[int], num_classes: int, *,
+              folds: int = 5, seed: int = 0, cs: Sequence[float] = C_GRID,
+              batch_size: int = 64) -> GridSearchCV:
+    """The fitted probe: standardised features, balanced logistic regression, ``C`` chosen by
+    stratified K-fold cross-validation (log-loss) on these training images only; folds are
+    capped by the smallest class. Score new images with
+    ``fitted.predict_proba(probe_features(images))``."""
     train_y = np.asarray(train_labels)
-    folds = min(folds, int(np.bincount(train_y, minlength=len(classes)).min()))
+    folds = min(folds, int(np.bincount(train_y, minlength=num_classes).min()))
     if folds < 2:
         raise ValueError("every class needs at least two training images for cross-validation")
     search = GridSearchCV(
         make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=5000)),
         {"logisticregression__C": list(cs)}, scoring="neg_log_loss",
         cv=StratifiedKFold(folds, shuffle=True, random_state=seed), n_jobs=1)
-    search.fit(probe_features(train_images, batch_size), train_y)
+    return search.fit(probe_features(train_images, batch_size), train_y)
+
+
+def linear_probe(train_images: torch.Tensor, train_labels: Sequence[int],
+                 test_images: torch.Tensor, test_labels: Sequence[int], classes: Sequence[str],
+                 *, folds: int = 5, seed: int = 0, cs: Sequence[float] = C_GRID,
+                 batch_size: int = 64) -> dict[str, Any]:
+    """Fit the probe on the training images (:func:`fit_probe`) and report it on the test images.
+
+    Returns :func:`~training.metrics.classification_report` of the test images plus ``C``, the
+    CV setting and score, the training size and the feature description.
+    """
+    search = fit_probe(train_images, train_labels, len(classes), folds=folds, seed=seed, cs=cs,
+                       batch_size=batch_size)
     probs = search.predict_proba(probe_features(test_images, batch_size))
     report = classification_report(np.asarray(test_labels), probs, classes)
     best_c = float(search.best_params_["logisticregression__C"])
     return {**report, "C": best_c, "C_grid": [float(min(cs)), float(max(cs))],
-            "cv": f"stratified {folds}-fold, seed {seed}, log-loss",
-            "cv_log_loss": float(-search.best_score_), "n_train": int(len(train_y)),
+            "cv": f"stratified {search.cv.n_splits}-fold, seed {seed}, log-loss",
+            "cv_log_loss": float(-search.best_score_), "n_train": int(len(train_labels)),
             "features": f"{PROBE_ARCH} ImageNet, frozen, 1280-d pooled, standardised"}
