@@ -114,16 +114,18 @@ def test_calibration_record_of_two_classes_carries_the_threshold() -> None:
     assert record["decision_threshold"] != 0.5
     assert record["val_balanced_accuracy_threshold"] >= record["val_balanced_accuracy_half"]
     assert "decision_threshold" not in calibration_record(torch.randn(50, 3), torch.randint(0, 3, (50,)))
-    assert "decision threshold" not in record.get("note", "")  # a moderate cut is not flagged
+    assert "not adopted" not in record.get("note", "")  # a moderate cut is not flagged
 
 
-def test_an_extreme_threshold_is_noted() -> None:
+def test_an_extreme_threshold_is_not_adopted_and_is_noted() -> None:
     """A rare positive class that scores far below 0.5, yet above the negatives, pulls the
-    best cut far below 0.5."""
+    best cut far below 0.5: it is refused for the best cut from 0.1 to 0.9, with a warning."""
     torch.manual_seed(0)
     labels = (torch.arange(200) % 10 == 0).long()
     logits = torch.stack([torch.zeros(200), torch.where(labels == 1, -3.0, -6.0)
                           + 0.5 * torch.randn(200)], 1)
     record = calibration_record(logits, labels)
-    assert record["decision_threshold"] < 0.1
-    assert "decision threshold" in record["note"] and record["note"].startswith("warning:")
+    probs = torch.softmax(logits / record["temperature"], 1).numpy()
+    assert fit_threshold(probs, labels.numpy(), max_distance=0.5) < 0.1
+    assert 0.1 <= record["decision_threshold"] <= 0.9
+    assert "not adopted" in record["note"] and record["note"].startswith("warning:")
