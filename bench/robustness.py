@@ -1,11 +1,12 @@
 """Robustness to acquisition shifts: every shipped model and its linear probe on shifted test images.
 
-    python bench/robustness.py [--modalities xray,mri] [--weights-dir DIR] [--threads 2]
-                               [--json] [--out bench/results/robustness.json]
+    python bench/robustness.py [--modalities xray,mri] [--weights-dir DIR] [--split test|val]
+                               [--threads 2] [--json] [--out bench/results/robustness.json]
 
 For each default model of a (modality, task) the card's test split is decoded as in
 ``bench/probe_baseline.py``, the probe is fitted on all other images, and both are scored on the
-test images as they are and under each shift of :data:`training.shift.SHIFTS` (sharper, softer,
+test images (``--split val``: the validation split rebuilt from the card, the probe fitted on the
+training split, to choose between models without the test split) as they are and under each shift of :data:`training.shift.SHIFTS` (sharper, softer,
 lower resolution, wider aspect, more contrast, harsher JPEG). The staged sets each came through
 one pipeline; a model that loses much more than the probe under a shift has learnt that pipeline,
 and will do so on images from elsewhere. Prints balanced accuracy per shift and what the model's
@@ -36,6 +37,7 @@ from training.evaluate import model_probabilities  # noqa: E402
 from training.metrics import classification_report  # noqa: E402
 from training.probe import fit_probe, probe_features  # noqa: E402
 from training.shift import SHIFTS, apply_shift  # noqa: E402
+from training.trust import rebuild_split  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "robustness.json"
 UNSHIFTED = "none"
@@ -53,14 +55,27 @@ def scores(labels: np.ndarray, probs: np.ndarray, classes: list[str],
                                  f"({int(false_calls.max())})") if false_calls.any() else "-"}
 
 
-def shifted_scores(folder: Path, card: ModelCard, threads: int, batch_size: int) -> dict[str, Any]:
-    """Model and probe scores on the card's test split, unshifted and under every shift."""
+def scored_images(card: ModelCard, split: str, threads: int
+                  ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+    """Decoded images, labels, and the indices the probe fits on and both are scored on."""
+    if split == "test":
+        paths, labels, is_test = card_data(card)
+        images = decode_images(paths, card.preprocessing, card.input_size, threads)
+        return images, labels, np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    sources = [ROOT / entry["source"] for entry in card.data.get("sources") or []] or None
+    dataset, images, rebuilt = rebuild_split(card, sources)
+    return images, np.asarray(dataset.labels), rebuilt.train, rebuilt.val
+
+
+def shifted_scores(folder: Path, card: ModelCard, split: str, threads: int, batch_size: int
+                   ) -> dict[str, Any]:
+    """Model and probe scores on the card's test (or validation) split, unshifted and under
+    every shift."""
     start = time.perf_counter()
-    paths, labels, is_test = card_data(card)
-    images = decode_images(paths, card.preprocessing, card.input_size, threads)
-    probe = fit_probe(images[~is_test], labels[~is_test], len(card.classes), batch_size=batch_size)
+    images, labels, fit, scored = scored_images(card, split, threads)
+    probe = fit_probe(images[fit], labels[fit], len(card.classes), batch_size=batch_size)
     loaded = load_model(folder, device="cpu")
-    test, test_labels = images[torch.from_numpy(is_test)], labels[is_test]
+    test, test_labels = images[torch.from_numpy(scored)], labels[scored]
     rows = {}
     for name in (UNSHIFTED, *SHIFTS):
         view = test if name == UNSHIFTED else apply_shift(name, test)
@@ -69,7 +84,7 @@ def shifted_scores(folder: Path, card: ModelCard, threads: int, batch_size: int)
                             card.decision_threshold),
             "probe": scores(test_labels, probe.predict_proba(probe_features(view, batch_size)),
                             card.classes, None)}
-    return {"n": int(is_test.sum()), "shifts": rows,
+    return {"split": split, "n": len(scored), "shifts": rows,
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -79,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modalities", default=",".join(MODALITIES),
                         help=f"comma-separated subset of {','.join(MODALITIES)}")
     parser.add_argument("--weights-dir", type=Path, help="registry (default: weights/)")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="the card's test split, or the validation split rebuilt from the card")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -100,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             folder, _ = find_card(modality, args.weights_dir, task)
-            measured = shifted_scores(folder, card, args.threads, args.batch_size)
+            measured = shifted_scores(folder, card, args.split, args.threads, args.batch_size)
         except (OSError, ValueError, KeyError) as exc:
             skipped[task] = f"{card.name}: {exc}"
             continue
@@ -118,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{(probe - base['probe']['balanced_accuracy']) * 100:>+6.1f}pt  "
                 f"{row['model']['most_false_calls']}")
     lines += [f"{task} skipped: {why}" for task, why in skipped.items()]
-    summary = {"environment": environment(), "modalities": chosen, "shifts": list(SHIFTS),
+    summary = {"environment": environment(), "modalities": chosen, "split": args.split,
+               "shifts": list(SHIFTS),
                "models": results, "skipped": skipped}
     write_results(summary, args.out, "\n".join(lines), args.json)
     return 0 if results else 1
