@@ -174,6 +174,8 @@ def _augmentation(recipe: Mapping[str, Any]) -> str:
         parts.append(f"blur on {recipe['blur']:.0%} of the images")
     if recipe.get("sharpen"):
         parts.append(f"sharpness x{1 / recipe['sharpen']:.2g} to x{recipe['sharpen']:g}")
+    if recipe.get("jpeg"):
+        parts.append(f"JPEG re-encoding at quality {recipe['jpeg']}-95")
     if recipe.get("auto_augment") not in (None, "none"):
         parts.append(f"{recipe['auto_augment']} automatic augmentation")
     return ", ".join(parts) if parts else "none"

@@ -8,10 +8,13 @@ the training loop, so runs and resumed runs repeat exactly). Normalisation is th
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 from torchvision.transforms.v2 import TrivialAugmentWide
@@ -20,7 +23,7 @@ from torchvision.transforms.v2.functional import adjust_sharpness, gaussian_blur
 from imaging.preprocess import kept_region
 from training.recipes import Recipe
 
-__all__ = ["Augment", "normalise", "sharpen"]
+__all__ = ["Augment", "jpeg_roundtrip", "normalise", "sharpen"]
 
 
 def normalise(batch: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -38,10 +41,18 @@ def sharpen(batch: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     return (smooth + factors.view(-1, 1, 1, 1) * (batch - smooth)).clamp_(0, 1)
 
 
+def jpeg_roundtrip(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """A uint8 ``(3, H, W)`` image encoded as JPEG at ``quality`` by Pillow and decoded again."""
+    buffer = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=quality)
+    decoded = np.asarray(Image.open(buffer).convert("RGB"))
+    return torch.from_numpy(decoded.copy()).permute(2, 0, 1)
+
+
 class Augment(nn.Module):
     """The recipe's augmentation on a uint8 batch, returning the normalised float batch.
 
-    TrivialAugment (when asked) first, per image on uint8; then rotation, shift, flips and the
+    TrivialAugment and JPEG re-encoding (when asked) first, per image on uint8; then rotation, shift, flips and the
     random resized crop as one random affine map per image, applied to the whole batch in a
     single ``grid_sample`` (bilinear, zero fill); then brightness/contrast
     ``g = alpha * f + beta``, gamma and blur, clipped to the valid range. Last, a masking
@@ -58,7 +69,7 @@ class Augment(nn.Module):
         self.crop_scale = recipe.crop_scale
         self.alpha, self.beta = recipe.brightness_alpha, recipe.brightness_beta
         self.gamma, self.blur = recipe.gamma_jitter, recipe.blur
-        self.sharpen = recipe.sharpen
+        self.sharpen, self.jpeg = recipe.sharpen, recipe.jpeg
         self.trivial = TrivialAugmentWide() if recipe.auto_augment == "trivial" else None
         self.mean, self.std = tuple(mean), tuple(std)
         self.preprocessing = recipe.preprocessing
@@ -76,6 +87,9 @@ class Augment(nn.Module):
                              "follow: drop --auto-augment or the region masks")
         if self.trivial is not None:
             batch = torch.stack([self.trivial(image) for image in batch])
+        if self.jpeg:
+            qualities = torch.randint(self.jpeg, 96, (len(batch),)).tolist()
+            batch = torch.stack([jpeg_roundtrip(image, q) for image, q in zip(batch, qualities, strict=True)])
         x = batch.float().div_(255.0)
         n = x.shape[0]
         if self.rotation or self.shift or self.hflip or self.vflip or self.crop_scale < 1:

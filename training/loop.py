@@ -440,7 +440,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                    "classes": dataset.classes,
                    **({"region_masks": sha256_of_files([str(m) for m in masks if m is not None])}
                       if masks else {})}
-    for later_field in ("region_weight", "ema", "sharpen"):  # off: resume checkpoints from before the field
+    for later_field in ("region_weight", "ema", "sharpen", "jpeg"):  # off: resume checkpoints from before the field
         if not getattr(recipe, later_field):
             del fingerprint["recipe"][later_field]
     state: dict[str, Any] = {"epoch": 0, "best_loss": float("inf"), "best_epoch": -1,

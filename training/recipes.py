@@ -41,7 +41,8 @@ class Recipe:
     with ``log g ~ U(-gamma_jitter, gamma_jitter)``; ``blur``: the share of images Gaussian-blurred;
     ``sharpen``: sharpness factor ``s`` with ``log s ~ U(-log sharpen, log sharpen)`` (torchvision's
     ``adjust_sharpness``: 1 unchanged, > 1 sharper, < 1 softer; 0: off), against the resolution
-    shift between upsampled training images and sharper original-resolution ones;
+    shift between upsampled training images and sharper original-resolution ones; ``jpeg``: each
+    image re-encoded as JPEG at a quality drawn from ``jpeg``..95 (0: off);
     ``auto_augment``: ``trivial`` (TrivialAugment, Mueller & Hutter 2021) per image, or none.
     ``lr_warmup_epochs``: linear learning-rate warm-up at the start of fine-tuning, before the
     schedule. ``region_weight``: weight of the attention loss on images with a region mask
@@ -85,6 +86,7 @@ class Recipe:
     gamma_jitter: float = 0.0
     blur: float = 0.0
     sharpen: float = 0.0
+    jpeg: int = 0
     auto_augment: str = "none"
     region_weight: float = 0.0
     ema: float = 0.0
@@ -102,10 +104,10 @@ class Recipe:
                              "0 <= dropout < 1 are required")
         if (not 0 < self.crop_scale <= 1 or not 0 <= self.blur <= 1 or self.gamma_jitter < 0
                 or self.region_weight < 0 or not 0 <= self.ema < 1
-                or not (self.sharpen == 0 or self.sharpen >= 1)):
+                or not (self.sharpen == 0 or self.sharpen >= 1) or not 0 <= self.jpeg <= 95):
             raise ValueError(f"recipe {self.name}: 0 < crop_scale <= 1, 0 <= blur <= 1, "
                              "gamma_jitter >= 0, region_weight >= 0, 0 <= ema < 1 and "
-                             "sharpen 0 or >= 1 are required")
+                             "sharpen 0 or >= 1 and jpeg 0-95 are required")
 
     def override(self, **changes: Any) -> Recipe:
         """A copy with the given fields changed (``None`` values are ignored)."""

@@ -9,16 +9,13 @@ shifted test split, a stand-in for data from elsewhere.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.nn import functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from training.augment import sharpen
+from training.augment import jpeg_roundtrip, sharpen
 
 __all__ = ["SHIFTS", "apply_shift"]
 
@@ -67,12 +64,7 @@ def _contrast(images: torch.Tensor, factor: float = 1.3) -> torch.Tensor:
 
 def _jpeg(images: torch.Tensor, quality: int = 30) -> torch.Tensor:
     """Re-encoded as JPEG at ``quality`` (Pillow, as the staged sets were at quality 90)."""
-    out = []
-    for image in images.permute(0, 2, 3, 1).numpy():
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-        out.append(np.asarray(Image.open(buffer).convert("RGB")))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+    return torch.stack([jpeg_roundtrip(image, quality) for image in images])
 
 
 SHIFTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {

@@ -79,6 +79,8 @@ _RECIPE_HELP = {
     "blur": "share of training images Gaussian-blurred (sigma 0.1-1.5)",
     "sharpen": "sharpness jitter S: factor s with log s ~ U(-log S, log S), s > 1 sharper "
                "(e.g. 4; 0: off)",
+    "jpeg": "JPEG re-encoding of every training image at a random quality from Q to 95 "
+            "(e.g. 30; 0: off)",
     "auto_augment": "trivial: TrivialAugment per image (photometric + geometric; not for "
                     "colour-diagnostic images); none",
     "region_weight": "weight of the attention loss pulling each annotated image's class "

@@ -19,7 +19,7 @@ def _batch() -> torch.Tensor:
 
 
 @pytest.mark.parametrize("changes", [
-    {"crop_scale": 0.5}, {"gamma_jitter": 0.4}, {"blur": 1.0}, {"sharpen": 4.0},
+    {"crop_scale": 0.5}, {"gamma_jitter": 0.4}, {"blur": 1.0}, {"sharpen": 4.0}, {"jpeg": 30},
     {"auto_augment": "trivial"},
     {"rotation": 20, "hflip": True, "crop_scale": 0.6, "brightness_alpha": 0.2},
 ])
@@ -60,6 +60,8 @@ def test_recipe_rejects_bad_augmentation_values() -> None:
         RECIPES["default"].override(crop_scale=0.0)
     with pytest.raises(ValueError, match="sharpen"):
         RECIPES["default"].override(sharpen=0.5)
+    with pytest.raises(ValueError, match="jpeg"):
+        RECIPES["default"].override(jpeg=100)
     with pytest.raises(ValueError, match="auto_augment"):
         RECIPES["default"].override(auto_augment="rand")
 
