@@ -1,14 +1,20 @@
-"""What the benchmarks share: the machine description and writing / printing the results."""
+"""What the benchmarks share: the machine description, writing / printing the results, and the
+options and model selection of the per-model benchmarks."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 from pathlib import Path
 
 import torch
 
-__all__ = ["environment", "write_results"]
+from imaging import MODALITIES
+from models.card import ModelCard
+from models.registry import registry_status
+
+__all__ = ["default_models", "environment", "model_arguments", "write_results"]
 
 
 def environment() -> dict[str, object]:
@@ -25,3 +31,36 @@ def write_results(summary: dict[str, object], out: Path, table: str, print_json:
     print(f"written: {out}")
     if print_json:
         print(json.dumps(summary, indent=2))
+
+
+def model_arguments(parser: argparse.ArgumentParser, results: Path) -> None:
+    """The options of a benchmark over the shipped models: modalities, registry, threads, batch
+    size, output JSON and printing it."""
+    parser.add_argument("--modalities", default=",".join(MODALITIES),
+                        help=f"comma-separated subset of {','.join(MODALITIES)}")
+    parser.add_argument("--weights-dir", type=Path, help="registry (default: weights/)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=results)
+    parser.add_argument("--json", action="store_true")
+
+
+def default_models(parser: argparse.ArgumentParser, args: argparse.Namespace
+                   ) -> tuple[list[str], list[tuple[str, str, ModelCard]], dict[str, str]]:
+    """The chosen modalities (unknown ones are a usage error), the default model of each of their
+    tasks as ``(modality, task, card)``, and the tasks without a usable model, with the reason.
+    Sets torch's threads to ``--threads``."""
+    chosen = [m.strip() for m in args.modalities.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - set(MODALITIES))
+    if unknown:
+        parser.error(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
+    torch.set_num_threads(args.threads)
+    models, skipped = [], {}
+    for (modality, task), card in registry_status(args.weights_dir, by_task=True).items():
+        if modality not in chosen:
+            continue
+        if isinstance(card, ModelCard):
+            models.append((modality, task, card))
+        else:
+            skipped[task] = card.reason
+    return chosen, models, skipped

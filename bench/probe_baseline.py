@@ -26,15 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import environment, write_results  # noqa: E402
-from imaging import MODALITIES  # noqa: E402
+from bench._common import default_models, environment, model_arguments, write_results  # noqa: E402
 from models.card import ModelCard  # noqa: E402
-from models.registry import find_card, registry_status  # noqa: E402
+from models.registry import find_card  # noqa: E402
 from training.data import decode_images, list_sources, sha256_of_files  # noqa: E402
 from training.probe import linear_probe  # noqa: E402
 
@@ -96,31 +94,14 @@ def write_card(modality: str, card: ModelCard, probe: dict[str, Any], root: Path
 def main(argv: list[str] | None = None) -> int:
     """Probe each chosen model, print the table, write the JSON; 1 if nothing was measured."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--modalities", default=",".join(MODALITIES),
-                        help=f"comma-separated subset of {','.join(MODALITIES)}")
-    parser.add_argument("--weights-dir", type=Path, help="registry (default: weights/)")
+    model_arguments(parser, RESULTS)
     parser.add_argument("--write-cards", action="store_true",
                         help='store the probe report in each card as metrics["probe"]')
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    chosen = [m.strip() for m in args.modalities.split(",") if m.strip()]
-    unknown = sorted(set(chosen) - set(MODALITIES))
-    if unknown:
-        parser.error(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
-    torch.set_num_threads(args.threads)
+    chosen, models, skipped = default_models(parser, args)
 
-    status = registry_status(args.weights_dir, by_task=True)
     rows: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
-    for (modality, task), card in status.items():
-        if modality not in chosen:
-            continue
-        if not isinstance(card, ModelCard):
-            skipped[task] = card.reason
-            continue
+    for modality, task, card in models:
         try:
             probe = probe_card(card, args.threads, args.batch_size)
         except (OSError, ValueError, KeyError) as exc:

@@ -27,11 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import environment, write_results  # noqa: E402
+from bench._common import default_models, environment, model_arguments, write_results  # noqa: E402
 from bench.probe_baseline import card_data  # noqa: E402
-from imaging import MODALITIES  # noqa: E402
 from models.card import ModelCard  # noqa: E402
-from models.registry import find_card, load_model, registry_status  # noqa: E402
+from models.registry import find_card, load_model  # noqa: E402
 from training.data import decode_images  # noqa: E402
 from training.evaluate import model_probabilities  # noqa: E402
 from training.metrics import classification_report  # noqa: E402
@@ -91,30 +90,14 @@ def shifted_scores(folder: Path, card: ModelCard, split: str, threads: int, batc
 def main(argv: list[str] | None = None) -> int:
     """Score each chosen model, print the table, write the JSON; 1 if nothing was measured."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--modalities", default=",".join(MODALITIES),
-                        help=f"comma-separated subset of {','.join(MODALITIES)}")
-    parser.add_argument("--weights-dir", type=Path, help="registry (default: weights/)")
+    model_arguments(parser, RESULTS)
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="the card's test split, or the validation split rebuilt from the card")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    chosen = [m.strip() for m in args.modalities.split(",") if m.strip()]
-    unknown = sorted(set(chosen) - set(MODALITIES))
-    if unknown:
-        parser.error(f"unknown modalities {unknown}; choose from {', '.join(MODALITIES)}")
-    torch.set_num_threads(args.threads)
+    chosen, models, skipped = default_models(parser, args)
 
     results: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
-    for (modality, task), card in registry_status(args.weights_dir, by_task=True).items():
-        if modality not in chosen:
-            continue
-        if not isinstance(card, ModelCard):
-            skipped[task] = card.reason
-            continue
+    for modality, task, card in models:
         try:
             folder, _ = find_card(modality, args.weights_dir, task)
             measured = shifted_scores(folder, card, args.split, args.threads, args.batch_size)
