@@ -120,7 +120,8 @@ class DTGradCAM(PassMethod):
             captured = ctx.capture(self.noisy_copies(ctx.x, self.sigma / 2.0 ** level), [layer],
                                    True)
             kept = kept_share(captured.logits, everyone)
-        sigma, halvings = self.sigma / 2.0 ** level.float(), level.float()
+        # float64: the sigma reported is the configured one exactly (float32 0.1 > 0.1)
+        sigma, halvings = self.sigma / 2.0 ** level.double(), level.float()
         targets = ctx.targets.repeat_interleave(self.n)
         score = ctx.score(captured.logits, targets).sum()
         a = captured.activations[layer]
