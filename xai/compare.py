@@ -244,5 +244,6 @@ def faithfulness_ranking(results: Sequence[Faithfulness], decimals: int = 3) -> 
     if curve is not None:
         notes.append(f"Not informative on this image: the {curve.baseline} baseline image scores "
                      f"{curve.baseline_score:.2f} ({curve.score.replace('_', '-')}) against "
-                     f"{curve.image_score:.2f} for the image itself, too close to rank anything.")
+                     f"{curve.image_score:.2f} for the image itself: the image holds too little "
+                     "more evidence for the target than that baseline to rank anything.")
     return Ranking(list(columns), rows, _best_cells(rows, columns, decimals), [], notes)

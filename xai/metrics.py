@@ -246,8 +246,9 @@ class PerturbationCurve:
     to 1, whatever the model's confidence (an affine map per image, so it ranks methods exactly
     as the raw AUC does); it may leave [0, 1] where a part of the image scores beyond the whole.
     ``auc``: area under ``curve`` (deletion: lower is better, insertion: higher), NaN when the
-    curve is not ``informative``: the original and the baseline image score within
-    ``MIN_SPAN`` of each other, so no pixel order can show anything.
+    curve is not ``informative``: the original image does not score at least ``MIN_SPAN`` above
+    the baseline image, so the image holds no evidence for the target that a pixel order could
+    find (where the baseline scores higher, the rescaled curve would even turn upside down).
     """
 
     kind: str
@@ -329,7 +330,7 @@ def perturbation_curve(
                                     target, score))
     scores = torch.cat(chunks).float().cpu().numpy()
     image, empty = (scores[0], scores[-1]) if kind == "deletion" else (scores[-1], scores[0])
-    informative = bool(abs(image - empty) >= MIN_SPAN[score])
+    informative = bool(image - empty >= MIN_SPAN[score])
     curve = (scores - empty) / (image - empty) if image != empty else np.full_like(scores, np.nan)
     auc = float(np.trapezoid(curve, dx=1.0 / steps)) if informative else float("nan")
     return PerturbationCurve(kind, score, baseline, scores, curve.astype(np.float32), auc,

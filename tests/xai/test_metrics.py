@@ -9,6 +9,8 @@ from torch import nn
 
 from tests.xai.conftest import TinyNet
 from xai.metrics import (
+    CURVE_KINDS,
+    MIN_SPAN,
     as_mask,
     baseline_image,
     box_to_mask,
@@ -146,6 +148,16 @@ def test_a_baseline_that_keeps_the_evidence_is_not_informative() -> None:
     curve = perturbation_curve(model, x, cam, 0, "insertion", baseline="blur")
     assert not curve.informative and np.isnan(curve.auc)
     assert curve.baseline_score == pytest.approx(curve.image_score, abs=0.5)
+
+
+def test_a_baseline_that_scores_the_target_higher_than_the_image_is_not_informative() -> None:
+    """Class 1 of the red detector ("not red") on the red-patch image: the grey baseline holds
+    more evidence for it than the image, so a curve rescaled between the two turns upside down."""
+    model, (x, cam) = RedDetector().eval(), _red_patch_image()
+    for kind in CURVE_KINDS:
+        curve = perturbation_curve(model, x, cam, 1, kind)
+        assert curve.baseline_score - curve.image_score > MIN_SPAN["log_odds"]
+        assert not curve.informative and np.isnan(curve.auc)
 
 
 def test_log_odds_and_baselines() -> None:
