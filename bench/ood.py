@@ -1,6 +1,6 @@
 """Out-of-distribution guards: AUROC per family of foreign images, per shipped model.
 
-    python bench/ood.py [--models router-lite0,xray-lite0] [--weights-dir DIR] [--json]
+    python bench/ood.py [--models router-lite0,xray-lite1] [--weights-dir DIR] [--json]
                         [--out bench/results/ood.json]
 
 For every model in the registry (diagnosis models and the modality router) the in-distribution

@@ -250,9 +250,9 @@ def test_eight_sessions_on_the_cached_tiny_model(cached_model, tiny_registry: Pa
 
 @pytest.mark.slow
 def test_eight_sessions_on_the_shipped_xray_model(cached_model, shared_data: Path) -> None:
-    """The shipped chest X-ray model (EfficientNet-Lite0, 160 px), 8 real X-rays, 8 x 2."""
-    if not (default_weights_dir() / "xray-lite0").is_dir():
-        pytest.skip("the shipped xray-lite0 model is not installed")
+    """The shipped chest X-ray model, 8 real X-rays, 8 x 2."""
+    if not (default_weights_dir() / "xray-lite1").is_dir():
+        pytest.skip("the shipped xray-lite1 model is not installed")
     folder = shared_data / "chest-xray-pneumonia"
     files = [
         *sorted((folder / "normal").glob("*.jpg"))[:4],
