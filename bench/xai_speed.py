@@ -53,7 +53,8 @@ TARGETS = {
     "scorecam_fast_ms": ("<=", 3000.0),
     "scorecam_fast_spearman": (">=", 0.9),
 }
-LAYERS = {"resnet50": "layer4", "tf_efficientnet_lite0": "bn2", "resnet18": "layer4",
+LAYERS = {"resnet50": "layer4", "tf_efficientnet_lite0": "bn2", "tf_efficientnet_lite1": "bn2",
+          "tf_efficientnet_lite2": "bn2", "resnet18": "layer4",
           "densenet121": "features.denseblock4", "vgg16": "features.29"}
 DT_N = 8
 
