@@ -37,7 +37,8 @@ def home() -> None:
                          "95% CI": figures.ci_text, "test n": str(figures.n or "n/a"),
                          "external": figures.external_text,
                          "linear probe": "n/a" if figures.probe_accuracy is None
-                         else f"{figures.probe_accuracy:.1%}",
+                         else f"{figures.probe_accuracy:.1%}"
+                         + (" (rule not met)" if figures.beats_probe is False else ""),
                          "data": entry.data.get("name", "unknown"), "status": "ready"})
         else:
             missing = entry.reason.startswith("no model")  # else: why its cards cannot load
@@ -52,7 +53,8 @@ def home() -> None:
                "95% CI (Wilson score interval) shows how far it could be off with that many images. "
                "*External*: accuracy on images from another source, where measured. *Linear probe*: "
                "a logistic regression on frozen ImageNet features of the same images, the floor a "
-               "fine-tuned model should clearly beat.")
+               "fine-tuned model should clearly beat (the rule: by 3 points of balanced accuracy, or "
+               "no worse where the probe reaches 97%).")
     if untrained:
         st.caption("One model per modality and task. To add a missing one, train it (see the "
                    "README): " + ", ".join(untrained) + ".")

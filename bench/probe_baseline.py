@@ -31,21 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import default_models, environment, model_arguments, write_results  # noqa: E402
-from models.card import ModelCard  # noqa: E402
+from models.card import PROBE_MARGIN, PROBE_SATURATED, ModelCard, beats_probe  # noqa: E402
 from models.registry import find_card  # noqa: E402
 from training.data import decode_images, list_sources, sha256_of_files  # noqa: E402
 from training.probe import linear_probe  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "probe_baseline.json"
-MARGIN = 0.03  # balanced-accuracy points the model must gain over the probe
-SATURATED = 0.97  # probe balanced accuracy from which "no worse" suffices
-
-
-def beats_probe(model: float, probe: float) -> bool:
-    """The rule: ``model >= probe + MARGIN``, or ``model >= probe`` once the probe is saturated."""
-    return model >= probe + MARGIN - 1e-9 or (probe >= SATURATED and model >= probe)
-
-
 def card_data(card: ModelCard) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """The card's image paths, labels in the card's class order, and the test-file mask."""
     entries = card.data.get("sources") or [{"source": card.data["source"]}]
@@ -125,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                      f"{r['difference'] * 100:>+6.1f}pt {r['probe']['C']:>8.3g}  "
                      f"{'pass' if r['passes'] else 'FAIL'}" + (f"  ({r['card']})" if "card" in r else ""))
     lines += [f"{task} skipped: {why}" for task, why in skipped.items()]
-    lines.append(f"rule: model >= probe + {MARGIN * 100:.0f} points of balanced accuracy, or "
-                 f"model >= probe where the probe scores >= {SATURATED}")
+    lines.append(f"rule: model >= probe + {PROBE_MARGIN * 100:.0f} points of balanced accuracy, or "
+                 f"model >= probe where the probe scores >= {PROBE_SATURATED}")
     summary = {"environment": environment(), "modalities": chosen,
-               "rule": {"margin": MARGIN, "saturated": SATURATED}, "models": rows,
+               "rule": {"margin": PROBE_MARGIN, "saturated": PROBE_SATURATED}, "models": rows,
                "skipped": skipped}
     write_results(summary, args.out, "\n".join(lines), args.json)
     return 0 if rows else 1

@@ -17,9 +17,9 @@ from typing import Any
 
 from imaging import MODALITIES, PREPROCESSING
 
-__all__ = ["CARD_FILE", "DEFAULT_TASKS", "KINDS", "ROUTER_MODALITY", "ROUTER_TASK", "TASKS",
-           "CardError", "Headline", "ModelCard", "Task", "code_version", "headline", "routed_to",
-           "wilson_interval"]
+__all__ = ["CARD_FILE", "DEFAULT_TASKS", "KINDS", "PROBE_MARGIN", "PROBE_SATURATED", "ROUTER_MODALITY",
+           "ROUTER_TASK", "TASKS", "CardError", "Headline", "ModelCard", "Task", "beats_probe",
+           "code_version", "headline", "routed_to", "wilson_interval"]
 
 CARD_FILE = "card.json"
 # ``diagnosis``: classifies images of one modality; ``router``: tells the modality of an image.
@@ -202,6 +202,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
             1.0 if successes == n else min(1.0, centre + half))
 
 
+PROBE_MARGIN = 0.03  # balanced-accuracy points a shipped model must gain over its linear probe
+PROBE_SATURATED = 0.97  # probe balanced accuracy from which "no worse" suffices
+
+
+def beats_probe(model: float, probe: float) -> bool:
+    """The shipping rule: ``model >= probe + PROBE_MARGIN`` in balanced accuracy, or
+    ``model >= probe`` once the probe is saturated."""
+    return model >= probe + PROBE_MARGIN - 1e-9 or (probe >= PROBE_SATURATED and model >= probe)
+
+
 def _number(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -217,6 +227,7 @@ class Headline:
     external_accuracy: float | None
     external_n: int | None
     probe_accuracy: float | None
+    beats_probe: bool | None = None  # the shipping rule on balanced accuracy, where both are known
 
     @property
     def ci_text(self) -> str:
@@ -241,13 +252,24 @@ class Headline:
         if self.external_accuracy is not None:
             parts.append(f"external {self.external_text}")
         if self.probe_accuracy is not None:
-            parts.append(f"linear-probe baseline {self.probe_accuracy:.1%}")
+            parts.append(f"linear-probe baseline {self.probe_accuracy:.1%}"
+                         + (f" ({self.probe_rule_text})" if self.beats_probe is False else ""))
         return "; ".join(parts)
+
+    @property
+    def probe_rule_text(self) -> str:
+        """Whether the model clears the shipping rule against its linear probe."""
+        if self.beats_probe is None:
+            return "n/a"
+        return ("rule met" if self.beats_probe else
+                f"rule not met: the model should beat the probe by {PROBE_MARGIN * 100:.0f} points "
+                "of balanced accuracy")
 
 
 def headline(card: ModelCard | Mapping[str, Any]) -> Headline:
     """The headline figures of a card (or of its raw JSON dict) from its ``metrics``:
-    top level (test split), ``external`` and ``probe`` (each with ``accuracy`` and ``n``)."""
+    top level (test split), ``external`` and ``probe`` (each with ``accuracy`` and ``n``), and
+    :func:`beats_probe` on the two balanced accuracies."""
     metrics = card.metrics if isinstance(card, ModelCard) else card.get("metrics") or {}
     external = metrics.get("external") if isinstance(metrics.get("external"), Mapping) else {}
     probe = metrics.get("probe") if isinstance(metrics.get("probe"), Mapping) else {}
@@ -255,5 +277,7 @@ def headline(card: ModelCard | Mapping[str, Any]) -> Headline:
     count = int(n) if n and n > 0 else None
     ci = wilson_interval(round(accuracy * count), count) if accuracy is not None and count else None
     external_n = _number(external.get("n"))
+    balanced, probe_balanced = _number(metrics.get("balanced_accuracy")), _number(probe.get("balanced_accuracy"))
+    rule = None if balanced is None or probe_balanced is None else beats_probe(balanced, probe_balanced)
     return Headline(accuracy, count, ci, _number(external.get("accuracy")),
-                    int(external_n) if external_n else None, _number(probe.get("accuracy")))
+                    int(external_n) if external_n else None, _number(probe.get("accuracy")), rule)

@@ -14,9 +14,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def figures_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """mri with a probe baseline, xray with an external figure, nothing for the others."""
+    """mri with a probe baseline, xray with an external figure, histology short of the probe
+    rule, nothing for endoscopy."""
     register_tiny_model(tmp_path, "mri", metrics={"accuracy": 0.8, "n": 10,
                                                   "probe": {"accuracy": 0.7, "n": 10}})
+    register_tiny_model(tmp_path, "histology", classes=["aca", "n", "scc"], metrics={
+        "accuracy": 0.94, "balanced_accuracy": 0.94, "n": 180,
+        "probe": {"accuracy": 0.93, "balanced_accuracy": 0.93, "n": 180}})
     register_tiny_model(tmp_path, "xray", metrics={"accuracy": 0.951, "n": 355,
                                                    "external": {"accuracy": 0.91, "n": 200}})
     monkeypatch.setenv("MEDXAI_WEIGHTS_DIR", str(tmp_path))
@@ -31,7 +35,8 @@ def test_home_shows_ci_n_external_and_probe(figures_registry: Path) -> None:
     assert table.loc["mri", "test n"] == "10" and table.loc["mri", "linear probe"] == "70.0%"
     assert table.loc["mri", "external"] == "n/a"
     assert table.loc["xray", "95% CI"] == "92.5-97.0%" and table.loc["xray", "external"] == "91.0% (n=200)"
-    assert table.loc["histology", "95% CI"] == "-"
+    assert table.loc["histology", "linear probe"] == "93.0% (rule not met)"
+    assert (table.loc["endoscopy", "95% CI"] == "-").all()  # both endoscopy tasks untrained
     assert any("Wilson" in c.value for c in at.caption)
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.card import ModelCard, headline, wilson_interval
+from models.card import ModelCard, beats_probe, headline, wilson_interval
 
-FULL = {"metrics": {"accuracy": 0.951, "n": 355, "external": {"accuracy": 0.91, "n": 200},
+FULL = {"metrics": {"accuracy": 0.951, "balanced_accuracy": 0.95, "n": 355, "external": {"accuracy": 0.91, "n": 200},
                     "probe": {"accuracy": 0.902, "balanced_accuracy": 0.9, "n": 355}}}
 
 
@@ -42,6 +42,21 @@ def test_sentence_with_external_and_probe() -> None:
     assert figures.sentence == ("test accuracy 95.1% (95% CI 92.5-97.0%, n=355); "
                                 "external 91.0% (n=200); linear-probe baseline 90.2%")
     assert figures.n == 355 and figures.ci == wilson_interval(338, 355)
+    assert figures.beats_probe and figures.probe_rule_text == "rule met"
+
+
+def test_probe_rule_margin_and_saturation() -> None:
+    assert beats_probe(0.93, 0.90) and not beats_probe(0.92, 0.90)
+    assert beats_probe(0.98, 0.98) and not beats_probe(0.975, 0.98)
+
+
+def test_sentence_says_when_the_model_misses_the_probe_rule() -> None:
+    figures = headline({"metrics": {"accuracy": 0.965, "balanced_accuracy": 0.965, "n": 260,
+                                    "probe": {"accuracy": 0.958, "balanced_accuracy": 0.958}}})
+    assert figures.beats_probe is False
+    assert figures.sentence.endswith("linear-probe baseline 95.8% (rule not met: the model should "
+                                     "beat the probe by 3 points of balanced accuracy)")
+    assert headline({"metrics": {"accuracy": 0.9, "probe": {"accuracy": 0.8}}}).beats_probe is None
 
 
 def test_sentence_without_external_or_probe() -> None:

@@ -41,12 +41,6 @@ def registry(tmp_path: Path) -> Path:
     return tmp_path / "weights"
 
 
-def test_rule() -> None:
-    bench = _bench()
-    assert bench.beats_probe(0.93, 0.90) and not bench.beats_probe(0.92, 0.90)
-    assert bench.beats_probe(0.98, 0.98) and not bench.beats_probe(0.975, 0.98)
-
-
 def test_bench_probes_the_cards_test_split_and_writes_the_card(registry: Path, tmp_path: Path,
                                                                capsys) -> None:
     out = tmp_path / "probe.json"
