@@ -68,7 +68,10 @@ class ModelCard:
     ``trust``: the out-of-distribution guard and uncertainty thresholds (see
     :mod:`models.trust`), with the file and sha256 of their statistics;
     ``decision_threshold`` (two-class models): the second class is predicted when its
-    calibrated probability reaches it (fitted on validation; ``None``: the larger probability).
+    calibrated probability reaches it (fitted on validation; ``None``: the larger probability);
+    ``test_time_crops``: the prediction averages the logits of the image and of these centre
+    crops (share of the side kept, resized back; chosen on validation, see
+    :func:`models.predict.decision_logits`; empty: the image alone).
     """
 
     name: str
@@ -93,6 +96,7 @@ class ModelCard:
     trust: dict[str, Any] = field(default_factory=dict)
     decision_threshold: float | None = None
     task: str = ""
+    test_time_crops: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.task:  # a card from before tasks: the task its modality then had
@@ -129,6 +133,8 @@ class ModelCard:
         if self.decision_threshold is not None and (
                 len(self.classes) != 2 or not 0 < self.decision_threshold < 1):
             problems.append("decision_threshold needs two classes and a value in (0, 1)")
+        if not all(isinstance(c, int | float) and 0.5 <= c < 1 for c in self.test_time_crops):
+            problems.append("test_time_crops must be shares of the side in [0.5, 1)")
         if self.input_size < 32 or self.temperature <= 0:
             problems.append("input_size must be >= 32 and temperature > 0")
         if Path(self.weights_file).name != self.weights_file:

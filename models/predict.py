@@ -24,12 +24,13 @@ import torch
 from imaging import MODALITIES, ImageInputError, Window, load_path, preprocess
 from models.card import TASKS
 from models.registry import LoadedModel, ModelUnavailable
-from models.trust import capture_features, tta_views, uncertainty_of
+from models.trust import capture_features, inference_views, uncertainty_of
 
 __all__ = [
     "Prediction",
     "DEFAULT_ENTROPY_THRESHOLD",
     "decide",
+    "decision_logits",
     "feature_layer",
     "main",
     "model_view",
@@ -37,6 +38,7 @@ __all__ = [
     "predict_batch",
     "probabilities",
     "to_input",
+    "view_logits",
     "view_to_input",
 ]
 
@@ -136,45 +138,61 @@ def predict(loaded: LoadedModel, rgb: np.ndarray, *, views: bool = True,
     return replace(result, latency_ms=(time.perf_counter() - start) * 1000)
 
 
+def view_logits(model: torch.nn.Module, x: torch.Tensor, crops: Sequence[float] = (), *,
+                altered: bool = False) -> torch.Tensor:
+    """Logits ``(N, V, C)`` of the :func:`models.trust.inference_views` of normalised inputs
+    ``x``, in one forward pass: per image, itself, its centre ``crops`` and (``altered``) the
+    views that probe the label."""
+    rows = inference_views(x, crops, altered=altered)
+    logits = model(rows).float()
+    return logits.view(len(x), len(rows) // len(x), logits.shape[-1])
+
+
+def decision_logits(views: torch.Tensor, crops: int) -> torch.Tensor:
+    """``(N, V, C)`` logits of :func:`view_logits` -> the same with row 0 replaced by the
+    decision: the mean logit of the image and its first ``crops`` centre crops (test-time
+    augmentation, chosen per model on validation: :func:`training.calibrate.choose_crops`)."""
+    return torch.cat([views[:, :1 + crops].mean(1, keepdim=True), views[:, 1:]], dim=1)
+
+
 def predict_batch(loaded: LoadedModel, model_views: Sequence[np.ndarray], *, views: bool = True,
                   pass_rows: int | None = None) -> list[Prediction]:
     """:func:`predict` for many images already in the model's view (see :func:`model_view`).
 
-    Each image's test-time views (``views``) run in the same forward pass as the image. With
-    ``pass_rows``, every forward pass holds the same number of images, as many as fit in
-    ``pass_rows`` input rows (at least one image with its views), the last pass padded with
-    zeros. An image's result then does not depend on which images share its batch: CPU kernels
-    round differently for different batch sizes, and a sharded or resumed run must give the
-    bits of an uninterrupted one. ``latency_ms`` is the batch's time divided by its size.
+    Each image's decision crops (the card's ``test_time_crops``) and test-time views
+    (``views``) run in the same forward pass as the image. With ``pass_rows``, every forward
+    pass holds the same number of images, as many as fit in ``pass_rows`` input rows (at least
+    one image with its views), the last pass padded with zeros. An image's result then does not
+    depend on which images share its batch: CPU kernels round differently for different batch
+    sizes, and a sharded or resumed run must give the bits of an uninterrupted one.
+    ``latency_ms`` is the batch's time divided by its size.
     """
     if not model_views:
         return []
     start = time.perf_counter()
+    card = loaded.card
     x = torch.cat([view_to_input(loaded, view) for view in model_views])
-    per_image = 1
-    if views:
-        x = torch.cat([tta_views(x[i:i + 1]) for i in range(len(x))])
-        per_image = len(x) // len(model_views)
-    rows = (max(1, pass_rows // per_image) if pass_rows else len(model_views)) * per_image
+    per_image = len(inference_views(x[:1], card.test_time_crops, altered=views))
+    step = max(1, pass_rows // per_image) if pass_rows else len(x)
     logits, scores = [], []
     with torch.inference_mode(), capture_features(loaded.model, feature_layer(loaded)) as captured:
-        for i in range(0, len(x), rows):
-            part = x[i:i + rows]
-            padded = torch.cat([part, part.new_zeros((rows - len(part), *part.shape[1:]))])
-            logits.append(loaded.model(padded)[:len(part)].float().cpu())
-            features = captured.pop()[::per_image].cpu()  # each image itself, not its views
+        for i in range(0, len(x), step):
+            part = x[i:i + step]
+            padded = torch.cat([part, part.new_zeros((step - len(part), *part.shape[1:]))])
+            logits.append(view_logits(loaded.model, padded, card.test_time_crops,
+                                      altered=views)[:len(part)].cpu())
+            features = captured.pop()[::per_image][:len(part)].cpu()  # each image, not its views
             if loaded.guard is not None:
-                scores.append(loaded.guard.score(features)[:len(part) // per_image])
-    probs = probabilities(torch.cat(logits), loaded.card.temperature)
-    probs = probs.view(len(model_views), per_image, -1)
-    threshold = loaded.card.trust.get("uncertainty", {}).get("entropy_threshold",
-                                                             DEFAULT_ENTROPY_THRESHOLD)
+                scores.append(loaded.guard.score(features))
+    decided = decision_logits(torch.cat(logits), len(card.test_time_crops))
+    probs = probabilities(decided.flatten(0, 1), card.temperature).view(decided.shape[:2] + (-1,))
+    threshold = card.trust.get("uncertainty", {}).get("entropy_threshold",
+                                                      DEFAULT_ENTROPY_THRESHOLD)
     distances = torch.cat(scores) if scores else None
     latency_ms = (time.perf_counter() - start) * 1000 / len(model_views)
-    classes = loaded.card.classes
     results = []
     for i, view_probs in enumerate(probs):
-        labels = decide(view_probs, loaded.card.decision_threshold)
+        labels = decide(view_probs, card.decision_threshold)
         index = int(labels[0])
         doubt = uncertainty_of(view_probs, threshold, labels)
         ood_score = in_distribution = None
@@ -182,8 +200,8 @@ def predict_batch(loaded: LoadedModel, model_views: Sequence[np.ndarray], *, vie
             ood_score = float(distances[i])
             in_distribution = ood_score <= loaded.guard.threshold_for(index)
         results.append(Prediction(
-            classes[index], index, float(view_probs[0, index]),
-            {c: float(p) for c, p in zip(classes, view_probs[0], strict=True)}, latency_ms,
+            card.classes[index], index, float(view_probs[0, index]),
+            {c: float(p) for c, p in zip(card.classes, view_probs[0], strict=True)}, latency_ms,
             in_distribution, ood_score, doubt.uncertain, doubt.entropy, doubt.agreement))
     return results
 

@@ -28,13 +28,15 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = [
+    "ALTERED_CROP",
     "TRUST_FILE",
     "FeatureGuard",
     "Uncertainty",
     "capture_features",
+    "centre_crop",
     "normalised_entropy",
     "reference_sample",
-    "tta_views",
+    "inference_views",
     "uncertainty_of",
 ]
 
@@ -126,15 +128,30 @@ def capture_features(model: nn.Module, head: str) -> Iterator[list[torch.Tensor]
         hook.remove()
 
 
-def tta_views(x: torch.Tensor) -> torch.Tensor:
-    """``(1, 3, S, S)`` normalised input -> ``(4, 3, S, S)``: itself, a 90 % centre crop
-    resized back, and versions shifted by +-0.1 of the input's range (brighter, darker)."""
+def centre_crop(x: torch.Tensor, keep: float) -> torch.Tensor:
+    """The central ``keep`` share of each side of ``(N, 3, S, S)`` inputs, resized back to S."""
     size = x.shape[-1]
-    margin = round(size * 0.05)
-    crop = F.interpolate(x[..., margin:size - margin, margin:size - margin], size=(size, size),
+    margin = round(size * (1 - keep) / 2)
+    return F.interpolate(x[..., margin:size - margin, margin:size - margin], size=(size, size),
                          mode="bilinear", align_corners=False)
-    step = 0.1 * float(x.amax() - x.amin())
-    return torch.cat([x, crop, x + step, x - step])
+
+
+ALTERED_CROP = 0.9  # the centre crop among the views that probe the label
+
+
+def inference_views(x: torch.Tensor, crops: Sequence[float] = (), *, altered: bool = True
+                    ) -> torch.Tensor:
+    """``(N, 3, S, S)`` normalised inputs -> ``(N * V, 3, S, S)``, each image's V views together:
+    the image, its centre ``crops`` (a model's decision views, see
+    :func:`models.predict.decision_logits`) and, with ``altered``, the views that probe the
+    label: a 90 % centre crop (unless among ``crops``) and the image shifted by +-0.1 of its
+    range (brighter, darker)."""
+    extra = (ALTERED_CROP,) if altered and ALTERED_CROP not in crops else ()
+    views = [x, *(centre_crop(x, keep) for keep in (*crops, *extra))]
+    if altered:
+        step = 0.1 * (x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True))
+        views += [x + step, x - step]
+    return torch.stack(views, dim=1).flatten(0, 1)
 
 
 def normalised_entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -65,20 +65,12 @@ def select_test_split(dataset: Dataset, split: dict[str, Any]) -> Dataset:
     return Dataset(dataset.root, list(files), dataset.labels[index], dataset.classes, None)
 
 
-def model_probabilities(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 32) -> np.ndarray:
-    """Calibrated class probabilities of ``(N, 3, S, S)`` uint8 model views."""
-    import torch
+def model_probabilities(loaded: LoadedModel, images: torch.Tensor) -> np.ndarray:
+    """Calibrated class probabilities of ``(N, 3, S, S)`` uint8 model views, decided as the app
+    decides (:func:`training.trust.model_signals`)."""
+    from training.trust import model_signals
 
-    from models.predict import probabilities
-    from training.augment import normalise
-
-    card = loaded.card
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            x = normalise(images[i:i + batch_size], card.mean, card.std).to(loaded.device)
-            out.append(probabilities(loaded.model(x), card.temperature).cpu())
-    return torch.cat(out).numpy()
+    return model_signals(loaded, images)[1].numpy()
 
 
 def evaluate(loaded: LoadedModel, data: Path | Sequence[Path], *, split: str = "all"

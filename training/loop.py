@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from functools import partial
@@ -34,6 +34,7 @@ from imaging import MODALITIES
 from imaging.preprocess import kept_region
 from models.card import CARD_FILE, DEFAULT_TASKS, ROUTER_MODALITY, TASKS, ModelCard, code_version
 from models.device import Distributed
+from models.predict import view_logits
 from models.registry import list_cards, load_model
 from models.zoo import (
     IMAGENET_MEAN,
@@ -46,7 +47,7 @@ from models.zoo import (
 )
 from training.attention import RegionSupervision
 from training.augment import Augment, normalise
-from training.calibrate import calibration_record
+from training.calibrate import served_scores
 from training.data import (
     Dataset,
     GroupRule,
@@ -399,15 +400,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         supervision.check(to_device(images[:1]), labels[:1].to(run.device))
 
     @torch.no_grad()
-    def logits_of(index: np.ndarray, served: bool = False, net: nn.Module | None = None
-                  ) -> torch.Tensor:
-        """Logits of ``images[index]`` by ``net`` (default: the model); ``served``: in float32
-        as the app and evaluate run the model (the card's metrics), else under the training
+    def logits_of(index: np.ndarray, net: nn.Module | None = None) -> torch.Tensor:
+        """Logits of ``images[index]`` by ``net`` (default: the model) under the training
         autocast (validation per epoch)."""
         net = net or model
         net.eval()
-        with nullcontext() if served else amp():
+        with amp():
             return predict_sharded(lambda x: net(to_device(x)), images[index], recipe.batch_size, run)
+
+    @torch.no_grad()
+    def served_view_logits(index: np.ndarray, crops: Sequence[float]) -> torch.Tensor:
+        """``(n, 1 + len(crops), C)`` logits of ``images[index]`` and their centre crops, in
+        float32 as the app and evaluate run the model (the card's metrics)."""
+        model.eval()
+        return predict_sharded(lambda x: view_logits(model, to_device(x), crops), images[index],
+                               recipe.batch_size, run)
 
     features: dict[str, torch.Tensor] = {}
 
@@ -559,29 +566,17 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
     round_to_half(model)
-    calibration = calibration_record(logits_of(split.val, served=True), labels[split.val])
-    temperature = float(calibration["temperature"])
-    cut = calibration.get("decision_threshold")
+    evaluated_on = "test" if len(split.test) else "val (the test split is empty)"
+    served, scores = served_scores(served_view_logits, dataset.labels, split.val,
+                                   split.test if len(split.test) else split.val, dataset.classes)
+    calibration = scores["calibration"]
+    temperature, cut = served["temperature"], served["decision_threshold"]
     if "note" in calibration:
         log(f"calibration: {calibration['note']}")
-    evaluated_on = "test" if len(split.test) else "val (the test split is empty)"
-    final_index = split.test if len(split.test) else split.val
-    from models.predict import probabilities
-
-    report = classification_report(dataset.labels[final_index],
-                                   probabilities(logits_of(final_index, served=True), temperature).numpy(),
-                                   dataset.classes, threshold=cut)
-    val_report = classification_report(dataset.labels[split.val],
-                                       probabilities(logits_of(split.val, served=True), temperature).numpy(),
-                                       dataset.classes, threshold=cut)
     history = state["history"]
     full_rows = [r for r in history if r["stage"] == "full"] or history
     if run.main:
-        metrics = {**report, "evaluated_on": evaluated_on, "calibration": calibration,
-                   "val": {k: val_report[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1",
-                                                      "auc_macro", "ece", "per_class",
-                                                      "confusion_matrix")},
-                   "parameters": parameter_count(model),
+        metrics = {**scores, "evaluated_on": evaluated_on, "parameters": parameter_count(model),
                    "training": {"epochs_run": len(history), "best_epoch": state["best_epoch"],
                                 "stopped_early": stopped_early,
                                 "epoch_seconds": float(np.mean([r["seconds"] for r in full_rows])),
@@ -590,7 +585,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         card = export_model(
             model.cpu(), out, modality=args.modality, arch=recipe.arch, classes=dataset.classes,
             input_size=size, mean=mean, std=std, preprocessing=recipe.preprocessing,
-            temperature=temperature,
             data=_data_record(args, dataset, masks),
             split=split.record,
             recipe={**recipe.as_dict(), "regime": recipe.regime, "pretrained": pretrained,
@@ -599,7 +593,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                     "torch": torch.__version__, "command": state["command"],
                     "resumed_with": state["resumed"]},
             metrics=metrics, default=args.default, code_version=state["code_version"],
-            kind="router" if args.router else "diagnosis", decision_threshold=cut, task=task)
+            kind="router" if args.router else "diagnosis", task=task, **served)
         if args.default:
             _make_sole_default(out, args.modality, card.task)
         card = fit_trust(out, images, dataset.labels, split)
@@ -613,8 +607,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             card = _record_external(out, args.external)
             log(f"external ({' '.join(map(str, args.external))}): accuracy "
                 f"{card.metrics['external']['accuracy']:.4f}, n={card.metrics['external']['n']}")
-        log(f"saved {out} ({card.name}): {evaluated_on} accuracy {report['accuracy']:.4f}, "
-            f"macro F1 {report['macro_f1']:.4f}, ECE {report['ece']:.4f}, T {temperature:.3f}"
+        log(f"saved {out} ({card.name}): {evaluated_on} accuracy {scores['accuracy']:.4f}, "
+            f"macro F1 {scores['macro_f1']:.4f}, ECE {scores['ece']:.4f}, T {temperature:.3f}"
+            f", crops {served['test_time_crops']}"
             + (f", threshold {cut:.3f}" if cut is not None else "") + " "
             f"(val ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f})")
     run.close()

@@ -23,7 +23,7 @@ import torch
 
 from imaging.preprocess import kept_region
 from models.card import ModelCard
-from models.predict import decide, feature_layer, probabilities
+from models.predict import decide, decision_logits, feature_layer, probabilities, view_logits
 from models.registry import LoadedModel, ModelUnavailable, load_model, sha256_bytes
 from models.trust import (
     TRUST_FILE,
@@ -31,7 +31,6 @@ from models.trust import (
     capture_features,
     normalised_entropy,
     reference_sample,
-    tta_views,
 )
 from training.augment import normalise
 from training.data import (
@@ -66,20 +65,20 @@ ENTROPY_QUANTILE = 0.95
 @torch.inference_mode()
 def model_signals(loaded: LoadedModel, images: torch.Tensor, *, views: bool = False,
                   batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features ``(N, D)`` and calibrated probabilities of ``(N, 3, S, S)`` uint8
-    model views; with ``views`` the probabilities of the test-time views, ``(N, 4, C)``."""
+    """Penultimate features ``(N, D)`` and calibrated probabilities ``(N, C)`` of ``(N, 3, S, S)``
+    uint8 model views, decided as the app decides (the card's decision crops averaged); with
+    ``views`` the decision and each probing test-time view, ``(N, V, C)``."""
     card = loaded.card
     features, probs = [], []
     with capture_features(loaded.model, feature_layer(loaded)) as captured:
         for i in range(0, len(images), batch_size):
             x = normalise(images[i:i + batch_size], card.mean, card.std).to(loaded.device)
-            if views:
-                x = torch.cat([tta_views(one[None]) for one in x])
             captured.clear()
-            p = probabilities(loaded.model(x), card.temperature).cpu()
-            f = captured[0].float().cpu()
-            features.append(f[::4] if views else f)
-            probs.append(p.view(-1, 4, p.shape[1]) if views else p)
+            logits = decision_logits(view_logits(loaded.model, x, card.test_time_crops,
+                                                 altered=views), len(card.test_time_crops))
+            p = probabilities(logits.flatten(0, 1), card.temperature).view(logits.shape).cpu()
+            features.append(captured[0][::logits.shape[1]].float().cpu())
+            probs.append(p if views else p[:, 0])
     return torch.cat(features), torch.cat(probs)
 
 
@@ -154,8 +153,8 @@ def fit_trust(folder: Path, images: torch.Tensor, labels: np.ndarray, split: Spl
         "uncertainty": {"entropy_threshold": entropy_threshold,
                         "threshold_rule": f"{ENTROPY_QUANTILE:.0%} quantile of validation "
                                           "normalised entropies; also uncertain when a "
-                                          "test-time view (90% crop, +-0.1 brightness) changes "
-                                          "the label"},
+                                          "test-time view (centre crops, +-0.1 brightness) "
+                                          "changes the label"},
     }
     card = replace(loaded.card, trust=trust)
     card.write(folder)

@@ -109,7 +109,8 @@ class CamMap:
 class Explanation:
     """Maps of one image plus the prediction they explain.
 
-    ``probabilities`` are softmax(logits / T) (sigmoid pair for one logit); ``target_index`` is
+    ``probabilities`` are softmax(logits / T) (sigmoid pair for one logit), or the decision of
+    a model that averages centre crops (:func:`explain_view`); ``target_index`` is
     the class whose raw logit was differentiated. ``pass_ms`` is the shared forward + gradient
     pass per image. ``image`` is the model's view of the image (uint8 RGB) when explained from
     an image (:func:`explain_loaded`), else None.
@@ -487,7 +488,10 @@ def explain_view(
 
     Several targets (every class, say) share ONE batched pass: the view is repeated along the
     batch and each copy differentiates its own class, so the maps are those of one target at
-    a time (samples are independent in eval mode). ``Explanation.image`` is ``view``.
+    a time (samples are independent in eval mode). ``Explanation.image`` is ``view``. A card
+    with ``test_time_crops`` decides on the image and its crops (one more forward pass, no
+    gradient): the predicted class and probabilities are that decision, as the app predicts;
+    the maps explain the image itself.
     """
     from models.predict import view_to_input
 
@@ -495,6 +499,12 @@ def explain_view(
     if not targets:
         raise ValueError("no target to explain")
     x = view_to_input(loaded, view)
+    decision = None
+    if loaded.card.test_time_crops:  # the model decides on the image and its centre crops
+        from models.predict import predict_batch
+
+        decision = predict_batch(loaded, [view], views=False)[0]
+        targets = [decision.index if t is None else t for t in targets]
     batch = x.expand(len(targets), -1, -1, -1).contiguous()
     results = explain_batch(
         loaded.model, batch, target_layer=loaded.arch.target_layer,
@@ -502,4 +512,7 @@ def explain_view(
         class_names=loaded.card.classes, temperature=loaded.card.temperature, options=options,
         decision_threshold=loaded.card.decision_threshold,
     )
+    if decision is not None:
+        probs = np.array([decision.probabilities[c] for c in loaded.card.classes], dtype=np.float32)
+        results = [replace(r, predicted_index=decision.index, probabilities=probs) for r in results]
     return [replace(result, image=view) for result in results]

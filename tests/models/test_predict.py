@@ -143,3 +143,48 @@ def test_cli_no_model_installed(tiny_registry: Path, tmp_path: Path) -> None:
 def test_cli_missing_file(tiny_registry: Path, tmp_path: Path) -> None:
     _assert_one_error_line(_run([str(tmp_path / "nope.png"), "--modality", "mri"], tiny_registry),
                            "nope.png")
+
+
+def test_a_card_with_decision_crops_decides_on_the_mean_logit_everywhere(tiny_registry: Path,
+                                                                        tmp_path: Path) -> None:
+    """Predict, evaluate and the explanation all give the decision of a card's test-time crops:
+    softmax of the mean logit of the image and its crop, over T."""
+    from models.predict import model_view
+    from models.registry import load_model
+    from models.trust import centre_crop
+    from tests.conftest import copy_entry, rewrite_card
+    from training.evaluate import model_probabilities
+    from xai.engine import explain_loaded
+
+    folder = copy_entry(tiny_registry, tmp_path)
+    rewrite_card(folder, test_time_crops=[0.8], temperature=2.0)
+    loaded = load_model(folder, device="cpu")
+    rgb = np.random.default_rng(4).integers(0, 255, (90, 90, 3), dtype=np.uint8)
+    x = to_input(loaded, rgb)
+    with torch.no_grad():
+        mean = (loaded.model(x) + loaded.model(centre_crop(x, 0.8))) / 2
+        alone = torch.softmax(loaded.model(x) / 2.0, 1)[0]
+    expected = torch.softmax(mean / 2.0, 1)[0].tolist()
+    assert expected != pytest.approx(alone.tolist(), abs=1e-4)  # control: the crop counts
+
+    result = predict(loaded, rgb)
+    assert list(result.probabilities.values()) == pytest.approx(expected, abs=1e-5)
+    assert result.index == int(np.argmax(expected))
+    quiet = predict(loaded, rgb, views=False)
+    assert list(quiet.probabilities.values()) == pytest.approx(expected, abs=1e-5)
+    view = torch.from_numpy(model_view(loaded, rgb)).permute(2, 0, 1)[None]
+    assert model_probabilities(loaded, view)[0].tolist() == pytest.approx(expected, abs=1e-5)
+    explanation = explain_loaded(loaded, rgb, methods=["gradcam"])
+    assert explanation.predicted_index == result.index == explanation.target_index
+    assert explanation.probabilities.tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_decision_crops_must_be_shares_of_the_side(tiny_registry: Path, tmp_path: Path) -> None:
+    from models.card import CardError, ModelCard
+    from tests.conftest import copy_entry, rewrite_card
+
+    folder = copy_entry(tiny_registry, tmp_path)
+    for bad in ([1.0], [0.2], ["0.9"]):
+        rewrite_card(folder, test_time_crops=bad)
+        with pytest.raises(CardError, match="test_time_crops"):
+            ModelCard.read(folder)

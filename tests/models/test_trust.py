@@ -10,10 +10,12 @@ import torch
 from torch import nn
 
 from models.trust import (
+    ALTERED_CROP,
     FeatureGuard,
     capture_features,
+    centre_crop,
+    inference_views,
     normalised_entropy,
-    tta_views,
     uncertainty_of,
 )
 
@@ -101,14 +103,37 @@ def test_capture_features_ignores_other_threads_on_a_shared_model() -> None:
     assert [c.shape[0] for c in captured] == [1]
 
 
-def test_tta_views_are_the_image_a_crop_and_two_brightness_shifts() -> None:
+def test_inference_views_are_the_image_a_crop_and_two_brightness_shifts() -> None:
     x = torch.rand(1, 3, 40, 40)
-    views = tta_views(x)
+    views = inference_views(x)
     assert views.shape == (4, 3, 40, 40)
     assert torch.equal(views[0], x[0])
-    assert not torch.equal(views[1], x[0])
+    assert torch.equal(views[1], centre_crop(x, ALTERED_CROP)[0])
     assert torch.allclose(views[2] - x[0], views[0] - views[3])
     assert float((views[2] - x[0]).mean()) > 0
+
+
+def test_centre_crop_keeps_the_middle_and_resizes_back() -> None:
+    x = torch.zeros(1, 1, 40, 40)
+    x[..., 10:30, 10:30] = 1.0  # a bright square filling the middle half
+    crop = centre_crop(x, 0.5)
+    assert crop.shape == x.shape and bool((crop == 1.0).all())
+    assert float(centre_crop(x, 0.9).mean()) > float(x.mean())
+
+
+def test_decision_crops_come_first_and_each_image_keeps_its_own_views() -> None:
+    dark, bright = torch.zeros(1, 3, 20, 20), torch.rand(1, 3, 20, 20) * 5
+    views = inference_views(torch.cat([dark, bright]), (0.8,)).view(2, -1, 3, 20, 20)
+    # per image: itself, its decision crop, the probing 90 % crop, brighter, darker
+    assert views.shape[1] == 5
+    assert torch.equal(views[1, 1], centre_crop(bright, 0.8)[0])
+    assert torch.equal(views[1, 2], centre_crop(bright, 0.9)[0])
+    assert torch.equal(views[0, 3], dark[0])  # a flat image's range is 0: no shift
+    step = float(bright.amax() - bright.amin()) * 0.1
+    assert torch.allclose(views[1, 3] - bright[0], torch.full_like(bright[0], step))
+    assert inference_views(bright, (0.9,)).shape[0] == 4  # the 90 % crop is not run twice
+    assert torch.equal(inference_views(bright, (0.9, 0.8), altered=False),
+                       torch.cat([bright, centre_crop(bright, 0.9), centre_crop(bright, 0.8)]))
 
 
 def test_entropy_and_uncertainty_verdict() -> None:

@@ -74,6 +74,35 @@ def test_evaluate_test_split_reproduces_card(generated, tmp_path, capsys) -> Non
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_recalibration_rescores_the_model_as_evaluate_does(generated, tmp_path, capsys) -> None:
+    """``training.calibrate`` re-chooses views, T and threshold on the rebuilt validation split
+    and rewrites the test figures, which ``evaluate --split test`` then reproduces."""
+    import shutil
+
+    from training import calibrate
+
+    data, weights, card = generated
+    folder = tmp_path / "histo-tiny"
+    shutil.copytree(weights / "histo-tiny", folder)
+    capsys.readouterr()
+    assert calibrate.main(["--model", str(folder)]) == 0
+    assert capsys.readouterr().out.startswith("histo-tiny: crops ")
+    again = ModelCard.read(folder)
+    choice = again.metrics["calibration"]["test_time_crops"]
+    assert [c["crops"] for c in choice["candidates"]] == [[], [0.9], [0.8], [0.9, 0.8]]
+    assert again.test_time_crops == choice["chosen"]
+    assert again.metrics["recalibrated"]["command"] == f"python -m training.calibrate --model {folder}"
+    assert again.metrics["training"] == card.metrics["training"] and again.sha256 == card.sha256
+    assert again.trust["test"]["n"] == again.metrics["n"]
+    assert evaluate.main(["--data", str(data), "--model", str(folder), "--split", "test",
+                          "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("accuracy", "balanced_accuracy", "ece"):
+        assert report[key] == pytest.approx(again.metrics[key], abs=1e-4), key
+    assert calibrate.main(["--model", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
 def test_evaluate_rejects_unknown_classes(generated, tmp_path, capsys) -> None:
     data, weights, _ = generated
     (tmp_path / "delta").mkdir()
