@@ -76,7 +76,7 @@ def _source(source: Mapping[str, Any]) -> str:
 
 def model_text(card: ModelCard) -> list[str]:
     """What the model is and is for: its task, network, input, preprocessing in plain words,
-    classes and softmax temperature."""
+    classes, softmax temperature and the views it decides on."""
     task = TASKS.get(card.task)
     preprocessing = PREPROCESSING_TEXT.get(card.preprocessing)
     return [
@@ -85,7 +85,10 @@ def model_text(card: ModelCard) -> list[str]:
         + (f": {preprocessing}" if preprocessing else ""),
         f"Classes: {', '.join(card.classes)}",
         f"Softmax temperature {card.temperature:.3f} (fitted on validation images; below 1 "
-        "sharpens, above 1 softens the confidence)"]
+        "sharpens, above 1 softens the confidence)",
+        "Decides on " + (f"the image and its {' and '.join(f'{c:.0%}' for c in card.test_time_crops)} "
+                         "centre crops (logits averaged; chosen because they lowered the "
+                         "validation log-loss)" if card.test_time_crops else "the image alone")]
 
 
 def best_localizer(card: ModelCard) -> str | None:

@@ -14,7 +14,7 @@ errors keeps 0.5.
 
 ``python -m training.calibrate --model weights/NAME`` re-chooses the views, T and threshold of a
 registered model on its own validation split (rebuilt from the card), re-scores its test split
-and refits its trust signals, without retraining.
+(and its external sources) and refits its trust signals, without retraining.
 """
 
 from __future__ import annotations
@@ -186,11 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="model folder (weights/NAME)")
     parser.add_argument("--data", type=Path, nargs="+",
                         help="the training sources, in order (default: those on the card)")
+    parser.add_argument("--external", type=Path, nargs="+",
+                        help="re-score the card's external figures on these sources (default: "
+                             "the sources they were scored on, when the card has them)")
     args = parser.parse_args(argv)
     from models.card import code_version
     from models.predict import view_logits
     from models.registry import ModelUnavailable, load_model
     from training.augment import normalise
+    from training.evaluate import record_external
     from training.trust import fit_trust, rebuild_split
 
     try:
@@ -215,13 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     replace(card, **fields, metrics={**card.metrics, **metrics,
                                      "recalibrated": recalibrated}).write(args.model)
     card = fit_trust(args.model, images, dataset.labels, split)
+    external = args.external or ([Path(d) for d in card.metrics["external"]["data"].split(" ")]
+                                 if "external" in card.metrics else [])
+    if external:
+        card = record_external(args.model, external)
     choice = card.metrics["calibration"]["test_time_crops"]
     print(f"{card.name}: crops {card.test_time_crops} (validation log-loss "
           + ", ".join(f"{c['crops']}: {c['nll']:.4f}" for c in choice["candidates"])
           + f"), T {card.temperature:.3f}"
           + (f", threshold {card.decision_threshold:.3f}" if card.decision_threshold else "")
           + f"; {card.metrics['evaluated_on']} accuracy {card.metrics['accuracy']:.4f} "
-          f"(n={card.metrics['n']}), ECE {card.metrics['ece']:.4f}")
+          f"(n={card.metrics['n']}), ECE {card.metrics['ece']:.4f}"
+          + (f"; external accuracy {card.metrics['external']['accuracy']:.4f} "
+             f"(n={card.metrics['external']['n']})" if external else ""))
     return 0
 
 

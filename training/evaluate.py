@@ -29,10 +29,12 @@ from models.card import wilson_interval
 if TYPE_CHECKING:  # the heavy modules load inside the functions, so --help stays fast
     import torch
 
+    from models.card import ModelCard
     from models.registry import LoadedModel
     from training.data import Dataset
 
-__all__ = ["evaluate", "main", "match_classes", "model_probabilities", "write_plots"]
+__all__ = ["evaluate", "main", "match_classes", "model_probabilities", "record_external",
+           "write_plots"]
 
 
 def match_classes(dataset: Dataset, card_classes: list[str]) -> Dataset:
@@ -99,6 +101,22 @@ def evaluate(loaded: LoadedModel, data: Path | Sequence[Path], *, split: str = "
                   accuracy_ci95=list(wilson_interval(correct, report["n"])),
                   trust=trust_report(loaded, images, dataset.labels))
     return report
+
+
+def record_external(folder: Path, sources: Sequence[Path]) -> ModelCard:
+    """Evaluate the model in ``folder`` on images of other sources; store ``metrics["external"]``."""
+    from dataclasses import replace
+
+    from models.card import ModelCard
+    from models.registry import load_model
+
+    report = evaluate(load_model(folder, device="cpu"), sources)
+    keys = ("n", "accuracy", "accuracy_ci95", "balanced_accuracy", "macro_f1", "auc_macro", "ece",
+            "confusion_matrix", "data")
+    card = ModelCard.read(folder)
+    card = replace(card, metrics={**card.metrics, "external": {k: report[k] for k in keys}})
+    card.write(folder)
+    return card
 
 
 def write_plots(report: dict[str, Any], folder: Path, bins: int = 15) -> list[Path]:

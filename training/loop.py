@@ -35,7 +35,7 @@ from imaging.preprocess import kept_region
 from models.card import CARD_FILE, DEFAULT_TASKS, ROUTER_MODALITY, TASKS, ModelCard, code_version
 from models.device import Distributed
 from models.predict import view_logits
-from models.registry import list_cards, load_model
+from models.registry import list_cards
 from models.zoo import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -61,6 +61,7 @@ from training.data import (
     source_location,
     thumbnails,
 )
+from training.evaluate import record_external
 from training.export import export_model, round_to_half
 from training.metrics import classification_report
 from training.recipes import Recipe
@@ -283,19 +284,6 @@ def _make_sole_default(out: Path, modality: str, task: str) -> None:
                 and (card.modality, card.task) == (modality, task) and card.default:
             replace(card, default=False).write(folder)
             print(f"{folder.name} is no longer the default {modality} model for {task}")
-
-
-def _record_external(out: Path, sources: list[Path]) -> ModelCard:
-    """Evaluate the exported model on images of other sources; store ``metrics["external"]``."""
-    from training.evaluate import evaluate
-
-    report = evaluate(load_model(out, device="cpu"), sources)
-    keys = ("n", "accuracy", "accuracy_ci95", "balanced_accuracy", "macro_f1", "auc_macro", "ece",
-            "confusion_matrix", "data")
-    card = ModelCard.read(out)
-    card = replace(card, metrics={**card.metrics, "external": {k: report[k] for k in keys}})
-    card.write(out)
-    return card
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -604,7 +592,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             f"{measured['accuracy_uncertain']} vs {measured['accuracy_certain']} certain), "
             f"{measured['ood_flagged_fraction']:.1%} flagged out of distribution")
         if args.external:
-            card = _record_external(out, args.external)
+            card = record_external(out, args.external)
             log(f"external ({' '.join(map(str, args.external))}): accuracy "
                 f"{card.metrics['external']['accuracy']:.4f}, n={card.metrics['external']['n']}")
         log(f"saved {out} ({card.name}): {evaluated_on} accuracy {scores['accuracy']:.4f}, "

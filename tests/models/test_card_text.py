@@ -13,6 +13,7 @@ from models.card_text import (
     checks_text,
     data_text,
     metric_rows,
+    model_text,
     per_class_rows,
     recipe_text,
     split_text,
@@ -67,6 +68,12 @@ def test_data_split_and_recipe_read_as_sentences(card: ModelCard) -> None:
     assert "moving average over the last ~20 training steps (exponential, decay 0.95)" in recipe
     for text in (data, split, recipe):
         assert not SNAKE.search(text.replace("resnet18", "")), text
+
+
+def test_the_views_a_model_decides_on_are_said(card: ModelCard) -> None:
+    assert model_text(card)[-1] == "Decides on the image alone"
+    cropped = model_text(replace(card, test_time_crops=[0.9, 0.8]))[-1]
+    assert cropped.startswith("Decides on the image and its 90% and 80% centre crops")
 
 
 def test_a_bare_card_gives_fewer_sentences_not_errors(card: ModelCard) -> None:

@@ -327,6 +327,16 @@ def test_external_sources_are_scored_into_the_card(tmp_path: Path) -> None:
 
     assert "external" in headline(card).sentence
 
+    from tests.conftest import rewrite_card
+    from training import calibrate
+
+    folder = tmp_path / "w" / "ext"  # recalibrating re-scores the external sources it names
+    rewrite_card(folder, metrics={**card.metrics, "external": {**external, "n": 0}})
+    assert calibrate.main(["--model", str(folder)]) == 0
+    again = ModelCard.read(folder).metrics["external"]
+    assert again["n"] == 9 and again["data"] == str(other)
+    assert again["accuracy"] == evaluate.evaluate(load_model(folder, device="cpu"), other)["accuracy"]
+
 
 def test_two_class_run_fits_a_decision_threshold_that_evaluate_applies(tmp_path, capsys) -> None:
     data = make_image_folder(tmp_path / "data", per_class=8)
