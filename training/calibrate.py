@@ -152,17 +152,19 @@ def choose_crops(views: torch.Tensor, labels: torch.Tensor
 
 
 def served_scores(view_logits_of: Callable[[np.ndarray, Sequence[float]], torch.Tensor],
-                  labels: np.ndarray, val: np.ndarray, final: np.ndarray, classes: list[str]
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Choose the decision crops and calibrate on the ``val`` indices, then score the ``final``
-    (test) indices as the app decides. ``view_logits_of(index, crops)``: the ``(n, 1 +
-    len(crops), C)`` logits of those images and their centre crops. Returns the card's fields
-    (``test_time_crops``, ``temperature``, ``decision_threshold``) and its metrics (the final
-    report, ``calibration`` and ``val``)."""
-    val_views = view_logits_of(val, CANDIDATE_CROPS)
+                  labels: np.ndarray, val: np.ndarray, final: np.ndarray, classes: list[str],
+                  *, crops_allowed: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Choose the decision crops (unless not ``crops_allowed``: the image alone) and calibrate
+    on the ``val`` indices, then score the ``final`` (test) indices as the app decides.
+    ``view_logits_of(index, crops)``: the ``(n, 1 + len(crops), C)`` logits of those images and
+    their centre crops. Returns the card's fields (``test_time_crops``, ``temperature``,
+    ``decision_threshold``) and its metrics (the final report, ``calibration`` and ``val``)."""
+    candidates = CANDIDATE_CROPS if crops_allowed else ()
+    val_views = view_logits_of(val, candidates)
     val_labels = torch.as_tensor(labels[val]).long()
-    crops, choice = choose_crops(val_views, val_labels)
-    columns = [0, *(1 + CANDIDATE_CROPS.index(keep) for keep in crops)]
+    crops, choice = (choose_crops(val_views, val_labels) if crops_allowed else
+                     ([], {"chosen": [], "rule": "switched off (--no-test-time-crops)"}))
+    columns = [0, *(1 + candidates.index(keep) for keep in crops)]
     val_logits = decision_logits(val_views[:, columns], len(crops))[:, 0]
     calibration = {**calibration_record(val_logits, val_labels), "test_time_crops": choice}
     temperature, cut = float(calibration["temperature"]), calibration.get("decision_threshold")
@@ -189,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--external", type=Path, nargs="+",
                         help="re-score the card's external figures on these sources (default: "
                              "the sources they were scored on, when the card has them)")
+    parser.add_argument("--no-test-time-crops", action="store_true",
+                        help="decide on the image alone: no crops are tried")
     args = parser.parse_args(argv)
     from models.card import code_version
     from models.predict import view_logits
@@ -212,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                           for i in range(0, len(index), 32)])
 
     final = split.test if len(split.test) else split.val
-    fields, metrics = served_scores(view_logits_of, dataset.labels, split.val, final, card.classes)
+    fields, metrics = served_scores(view_logits_of, dataset.labels, split.val, final, card.classes,
+                                    crops_allowed=not args.no_test_time_crops)
     recalibrated = {"command": "python -m training.calibrate " + " ".join(argv or sys.argv[1:]),
                     "code_version": code_version(),
                     "created": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -225,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         card = record_external(args.model, external)
     choice = card.metrics["calibration"]["test_time_crops"]
     print(f"{card.name}: crops {card.test_time_crops} (validation log-loss "
-          + ", ".join(f"{c['crops']}: {c['nll']:.4f}" for c in choice["candidates"])
+          + (", ".join(f"{c['crops']}: {c['nll']:.4f}" for c in choice["candidates"])
+             if "candidates" in choice else choice["rule"])
           + f"), T {card.temperature:.3f}"
           + (f", threshold {card.decision_threshold:.3f}" if card.decision_threshold else "")
           + f"; {card.metrics['evaluated_on']} accuracy {card.metrics['accuracy']:.4f} "

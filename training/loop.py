@@ -556,7 +556,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     round_to_half(model)
     evaluated_on = "test" if len(split.test) else "val (the test split is empty)"
     served, scores = served_scores(served_view_logits, dataset.labels, split.val,
-                                   split.test if len(split.test) else split.val, dataset.classes)
+                                   split.test if len(split.test) else split.val, dataset.classes,
+                                   crops_allowed=not args.no_test_time_crops)
     calibration = scores["calibration"]
     temperature, cut = served["temperature"], served["decision_threshold"]
     if "note" in calibration:

@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "images' class activation maps toward the masks (--region-weight)")
     parser.add_argument("--data-name", help="dataset name for the card (default: folder names)")
     parser.add_argument("--data-licence", default="", help="dataset licence for the card")
+    parser.add_argument("--no-test-time-crops", action="store_true",
+                        help="the exported model decides on the image alone (default: on the "
+                             "image and the centre crops that lower its validation log-loss)")
     parser.add_argument("--external", type=Path, nargs="+",
                         help="sources never trained on (e.g. another hospital's split): the "
                              "exported model is evaluated on them and the card records it as "

@@ -61,3 +61,19 @@ def test_served_scores_decide_on_the_chosen_crops() -> None:
     assert metrics["accuracy"] == pytest.approx(float((decided == labels[test]).float().mean()))
     assert metrics["n"] == 60 and metrics["val"]["n"] == 60
     assert metrics["calibration"]["test_time_crops"]["chosen"] == [0.8]
+
+
+def test_crops_switched_off_decide_on_the_image_alone() -> None:
+    table, labels = _views(informative=(1.0, 0.8), n=120)
+    asked = []
+
+    def view_logits_of(index: np.ndarray, crops) -> torch.Tensor:
+        asked.append(tuple(crops))
+        return table[index][:, [0, *(1 + CANDIDATE_CROPS.index(c) for c in crops)]]
+
+    fields, metrics = served_scores(view_logits_of, labels.numpy(), np.arange(60),
+                                    np.arange(60, 120), ["a", "b", "c"], crops_allowed=False)
+    assert fields["test_time_crops"] == [] and set(asked) == {()}
+    alone = table[60:, 0].argmax(1)
+    assert metrics["accuracy"] == pytest.approx(float((alone == labels[60:]).float().mean()))
+    assert "switched off" in metrics["calibration"]["test_time_crops"]["rule"]

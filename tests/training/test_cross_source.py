@@ -23,13 +23,14 @@ def _bench():
     return module
 
 
-def _card(folder: Path, name: str, recipe: dict, sources: list[str], **metrics: object) -> None:
+def _card(folder: Path, name: str, recipe: dict, sources: list[str], crops: tuple = (),
+          **metrics: object) -> None:
     (folder / name).mkdir(parents=True)
     ModelCard(name=name, modality="mri", arch="tf_efficientnet_lite0",
               classes=["glioma", "meningioma", "notumor", "pituitary"], input_size=64,
               mean=[0.5] * 3, std=[0.5] * 3, preprocessing="resize",
               weights_file="model.safetensors", sha256="0" * 64, code_version="abc123",
-              created="2026-01-01T00:00:00+00:00", recipe=recipe,
+              created="2026-01-01T00:00:00+00:00", recipe=recipe, test_time_crops=list(crops),
               data={"name": "d", "sources": [{"source": s} for s in sources]},
               metrics={"n": 100, "accuracy": 0.95, **metrics}).write(folder / name)
 
@@ -43,7 +44,7 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
     external = {"n": 40, "accuracy": 0.9, "accuracy_ci95": [0.77, 0.96], "balanced_accuracy": 0.88,
                 "confusion_matrix": [[10, 0, 0, 0]] * 4, "data": "data/b"}
     alike = {k: v for k, v in RECIPE.items() if k != "ema"} | {"command": "other --data data/a"}
-    _card(runs, "mri-cross-a", alike, ["data/a"], external=external)
+    _card(runs, "mri-cross-a", alike, ["data/a"], crops=(0.9,), external=external)
     _card(runs, "mri-cross-old", RECIPE | {"sharpen": None}, ["data/b"], external=external)
     _card(runs, "mri-plain", RECIPE, ["data/a"])
     return weights, runs
@@ -57,6 +58,7 @@ def test_only_runs_of_the_shipped_recipe_with_external_data_qualify(folders, tmp
     assert [r["model"] for r in summary["runs"]] == ["mri-cross-a"]
     row = summary["runs"][0]
     assert (row["trained_on"], row["tested_on"], row["n"], row["accuracy"]) == ("a", "b", 40, 0.9)
+    assert row["test_time_crops"] == [0.9]  # the run decides as its own validation chose
     assert summary["skipped"] == {"mri-cross-old": "recipe differs from mri-lite0: sharpen",
                                   "mri-plain": "no external metrics"}
     assert "mri-cross-a" in capsys.readouterr().out

@@ -99,6 +99,10 @@ def test_recalibration_rescores_the_model_as_evaluate_does(generated, tmp_path, 
     report = json.loads(capsys.readouterr().out)
     for key in ("accuracy", "balanced_accuracy", "ece"):
         assert report[key] == pytest.approx(again.metrics[key], abs=1e-4), key
+    assert calibrate.main(["--model", str(folder), "--no-test-time-crops"]) == 0
+    alone = ModelCard.read(folder)
+    assert alone.test_time_crops == [] and alone.metrics["recalibrated"]["command"].endswith(
+        "--no-test-time-crops")
     assert calibrate.main(["--model", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
 
