@@ -65,6 +65,7 @@ from training.evaluate import record_external
 from training.export import export_model, round_to_half
 from training.metrics import classification_report
 from training.recipes import Recipe
+from training.shift import apply_shift
 from training.train import TIGHT_HAMMING, resolve_recipe
 from training.trust import fit_trust
 
@@ -397,12 +398,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             return predict_sharded(lambda x: net(to_device(x)), images[index], recipe.batch_size, run)
 
     @torch.no_grad()
-    def served_view_logits(index: np.ndarray, crops: Sequence[float]) -> torch.Tensor:
-        """``(n, 1 + len(crops), C)`` logits of ``images[index]`` and their centre crops, in
-        float32 as the app and evaluate run the model (the card's metrics)."""
+    def served_view_logits(index: np.ndarray, crops: Sequence[float], shift: str | None
+                           ) -> torch.Tensor:
+        """``(n, 1 + len(crops), C)`` logits of ``images[index]`` (under ``shift``) and their
+        centre crops, in float32 as the app and evaluate run the model (the card's metrics)."""
         model.eval()
-        return predict_sharded(lambda x: view_logits(model, to_device(x), crops), images[index],
-                               recipe.batch_size, run)
+        return predict_sharded(
+            lambda x: view_logits(model, to_device(apply_shift(shift, x) if shift else x), crops),
+            images[index], recipe.batch_size, run)
 
     features: dict[str, torch.Tensor] = {}
 

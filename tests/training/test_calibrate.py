@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from training.calibrate import CANDIDATE_CROPS, choose_crops, fit_temperature, served_scores
+from training.calibrate import (
+    CANDIDATE_CROPS,
+    MAX_SHIFTED_RECALL_LOSS,
+    choose_crops,
+    fit_temperature,
+    served_scores,
+)
+from training.shift import SHIFTS
 
 
 def _views(informative: tuple[float, ...], n: int = 90, classes: int = 3, seed: int = 0
@@ -50,10 +57,14 @@ def test_served_scores_decide_on_the_chosen_crops() -> None:
     table, labels = _views(informative=(1.0, 0.8), n=120)
     val, test = np.arange(0, 60), np.arange(60, 120)
 
-    def view_logits_of(index: np.ndarray, crops) -> torch.Tensor:
+    asked = []
+
+    def view_logits_of(index: np.ndarray, crops, shift) -> torch.Tensor:
+        asked.append(shift)
         return table[index][:, [0, *(1 + CANDIDATE_CROPS.index(c) for c in crops)]]
 
     fields, metrics = served_scores(view_logits_of, labels.numpy(), val, test, ["a", "b", "c"])
+    assert set(asked) == {None, *SHIFTS}  # every candidate is also scored under every shift
     assert fields["test_time_crops"] == [0.8] and fields["decision_threshold"] is None
     val_mean = table[val][:, [0, 2]].mean(1)
     assert fields["temperature"] == pytest.approx(fit_temperature(val_mean, labels[val]), rel=1e-4)
@@ -67,13 +78,44 @@ def test_crops_switched_off_decide_on_the_image_alone() -> None:
     table, labels = _views(informative=(1.0, 0.8), n=120)
     asked = []
 
-    def view_logits_of(index: np.ndarray, crops) -> torch.Tensor:
-        asked.append(tuple(crops))
+    def view_logits_of(index: np.ndarray, crops, shift) -> torch.Tensor:
+        asked.append((tuple(crops), shift))
         return table[index][:, [0, *(1 + CANDIDATE_CROPS.index(c) for c in crops)]]
 
     fields, metrics = served_scores(view_logits_of, labels.numpy(), np.arange(60),
                                     np.arange(60, 120), ["a", "b", "c"], crops_allowed=False)
-    assert fields["test_time_crops"] == [] and set(asked) == {()}
+    assert fields["test_time_crops"] == [] and set(asked) == {((), None)}
     alone = table[60:, 0].argmax(1)
     assert metrics["accuracy"] == pytest.approx(float((alone == labels[60:]).float().mean()))
     assert "switched off" in metrics["calibration"]["test_time_crops"]["rule"]
+
+
+def _cost_one_class(views: torch.Tensor, labels: torch.Tensor, crop: float, share: float
+                    ) -> torch.Tensor:
+    """``views`` with the ``crop`` view pushing ``share`` of class 0's images to class 1 hard,
+    as a crop that trims what tells a normal film apart might on a wider image."""
+    shifted = views.clone()
+    victims = torch.nonzero(labels == 0).flatten()[: round(share * int((labels == 0).sum()))]
+    shifted[victims, 1 + CANDIDATE_CROPS.index(crop), 1] += 40.0
+    return shifted
+
+
+def test_a_crop_that_costs_a_class_under_a_shift_is_not_chosen() -> None:
+    views, labels = _views(informative=(1.0, 0.8), n=120, classes=2)
+    assert choose_crops(views, labels)[0] == [0.8]  # chosen on the unshifted images alone
+    shifted = {"wider aspect x1.3": _cost_one_class(views, labels, 0.8, 0.5), "blur": views}
+    chosen, record = choose_crops(views, labels, shifted, ["normal", "pneumonia"])
+    assert 0.8 not in chosen
+    by_crops = {tuple(c["crops"]): c["worst_shifted_recall"] for c in record["candidates"]}
+    assert by_crops[(0.8,)]["class"] == "normal"
+    assert by_crops[(0.8,)]["shift"] == "wider aspect x1.3"
+    assert by_crops[(0.8,)]["recall"] < by_crops[()]["recall"] - MAX_SHIFTED_RECALL_LOSS
+    assert "worst class recall under the shifts (wider aspect x1.3, blur)" in record["rule"]
+
+
+def test_a_crop_that_holds_under_the_shifts_is_still_chosen() -> None:
+    views, labels = _views(informative=(1.0, 0.8), n=120, classes=2)
+    harmless = {"blur": views + 0.01, "JPEG quality 30": views}
+    chosen, record = choose_crops(views, labels, harmless, ["normal", "pneumonia"])
+    assert chosen == [0.8]
+    assert all(c["worst_shifted_recall"]["shift"] in harmless for c in record["candidates"])

@@ -17,6 +17,7 @@ from models.card import ModelCard
 from models.registry import load_model
 from tests.training.helpers import CLASSES, make_image_folder
 from training import evaluate, train
+from training.shift import SHIFTS
 
 REPO = Path(__file__).resolve().parents[2]
 # Tiny and fast: ResNet-18 from random weights at 32 px, one thread.
@@ -90,6 +91,9 @@ def test_recalibration_rescores_the_model_as_evaluate_does(generated, tmp_path, 
     again = ModelCard.read(folder)
     choice = again.metrics["calibration"]["test_time_crops"]
     assert [c["crops"] for c in choice["candidates"]] == [[], [0.9], [0.8], [0.9, 0.8]]
+    # every candidate was also scored on shifted images
+    assert all(c["worst_shifted_recall"]["shift"] in SHIFTS
+               and c["worst_shifted_recall"]["class"] in again.classes for c in choice["candidates"])
     assert again.test_time_crops == choice["chosen"]
     assert again.metrics["recalibrated"]["command"] == f"python -m training.calibrate --model {folder}"
     assert again.metrics["training"] == card.metrics["training"] and again.sha256 == card.sha256
