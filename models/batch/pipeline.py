@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import multiprocessing
-import multiprocessing.context
 import os
-import sys
-import threading
-import types
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from imaging import MODALITIES
 from models.batch.sources import Decoded, Source, Task, View, ViewSpec, decode_task, open_source
+from models.batch.spawning import SpawnWithoutMain
 from models.card import TASKS, ModelCard
 from models.predict import Prediction, predict_batch
 from models.registry import (
@@ -270,7 +266,7 @@ class _Decoders:
 
     @staticmethod
     def _start(workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=_SpawnWithoutMain())
+        return ProcessPoolExecutor(workers, mp_context=SpawnWithoutMain())
 
     def submit(self, task: Task) -> Future[list[Decoded]]:
         try:
@@ -299,32 +295,6 @@ class _Decoders:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-class _WorkerProcess(multiprocessing.context.SpawnProcess):
-    """A spawned process that does not run the parent's main script again.
-
-    Spawning, not forking: a forked copy of a process whose threads hold locks (torch's pools,
-    the image loader's) can deadlock. A spawned child normally re-runs the parent's ``__main__``
-    file; under Streamlit that is the last page script, which must not run in a decoder, and
-    decoding needs nothing from it. So the child is started while ``__main__`` is an empty stand-in.
-    """
-
-    _lock = threading.Lock()
-
-    @staticmethod
-    def _Popen(process_obj: Any) -> Any:  # noqa: N802 - the name multiprocessing calls
-        with _WorkerProcess._lock:
-            main = sys.modules["__main__"]
-            sys.modules["__main__"] = types.ModuleType("__main__")
-            try:
-                return multiprocessing.context.SpawnProcess._Popen(process_obj)
-            finally:
-                sys.modules["__main__"] = main
-
-
-class _SpawnWithoutMain(multiprocessing.context.SpawnContext):
-    Process = _WorkerProcess
 
 
 def _predict(batch: list[tuple[Task, list[Decoded]]], models: ModelSet) -> Iterator[TaskResult]:

@@ -244,3 +244,15 @@ def test_decoders_do_not_run_the_parents_main_script_again(study: Path, tmp_path
     tasks = [t for t in open_source(study).tasks() if t.name == "frame00.jpg"]
     (_, decoded), = decode_stream(tasks, ViewSpec(("resize", 32), {}), workers=1, window=1)
     assert decoded[0].error is None and sys.modules["__main__"] is main
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc (Linux)")
+def test_decoders_do_not_load_torch(study: Path) -> None:
+    """A decoder needs neither torch nor the models: loading them cost each worker ~700 MB."""
+    tasks = [t for t in open_source(study).tasks() if t.name.startswith("frame")][:2]
+    libraries = []
+    for _, decoded in decode_stream(tasks, ViewSpec(("resize", 32), {}), workers=1, window=2):
+        assert decoded[0].error is None
+        for child in multiprocessing.active_children():
+            libraries += Path(f"/proc/{child.pid}/maps").read_text().split()
+    assert libraries and not [name for name in libraries if "libtorch" in name]
