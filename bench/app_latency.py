@@ -138,7 +138,7 @@ image = load_path({image!r})
 _, loaded = route_and_load(image, None, {weights!r})
 prediction = predict(loaded, image.rgb)
 cache = MapCache()
-explanations = cache.explain(loaded, "k", image.rgb, {methods!r}, [prediction.index])
+explanations = cache.explain(loaded, "k", image.rgb, {methods!r}, [prediction.index], prediction)
 linked_figure(*cache.panels(loaded, "k", image.rgb, explanations, {{}}, mode=ORIGINAL,
                             outline=False, max_side=1024))
 print(time.perf_counter() - start)
@@ -171,7 +171,8 @@ def _baselines(weights: Path | None, images: list[Path],
         t0 = time.perf_counter()
         view, _ = cache.view(loaded, str(i), image.rgb)
         prediction = predict(loaded, image.rgb, view=view)
-        explanations = cache.explain(loaded, str(i), image.rgb, METHODS, [prediction.index])
+        explanations = cache.explain(loaded, str(i), image.rgb, METHODS, [prediction.index],
+                                     prediction)
         options = dict(mode=ORIGINAL, outline=False, max_side=1024)
         linked_figure(*cache.panels(loaded, str(i), image.rgb, explanations, {}, **options))
         t1 = time.perf_counter()

@@ -96,7 +96,7 @@ with right:
 
 targets = target_indices(target, prediction.index, loaded.card.classes)
 with st.spinner("Computing heat maps..."):
-    explanations = cache.explain(loaded, digest, image.rgb, requested, targets)
+    explanations = cache.explain(loaded, digest, image.rgb, requested, targets, prediction)
 heading = ("every class, one row each" if target == EVERY_CLASS
            else f"class '{explanations[0].target_label}'")
 st.subheader(f"Heat maps for {heading}")

@@ -164,7 +164,7 @@ else:
     loaded = cached_model(item.routing.modality, weights, item.task)
     with st.spinner("Computing heat maps..."):
         explanations = cache.explain(loaded, item.digest, item.image.rgb, METHODS,
-                                     [item.prediction.index])
+                                     [item.prediction.index], item.prediction)
     st.markdown(f"**{item.name}**: {item.prediction.label} ({item.prediction.confidence:.1%})"
                 + (" - not reliable, see its warnings" if item.warnings else ""))
     panels, extent = cache.panels(loaded, item.digest, item.image.rgb, explanations,
@@ -195,7 +195,7 @@ except ModelUnavailable as exc:
     st.stop()
 target = pair[1].prediction.index  # both explain the current image's label
 with st.spinner("Computing heat maps..."):
-    explanations = [cache.explain(loaded, i.digest, i.image.rgb, [method], [target])[0]
+    explanations = [cache.explain(loaded, i.digest, i.image.rgb, [method], [target], i.prediction)[0]
                     for i in pair]
 panels, extent = cache.side_by_side(
     loaded, [("Prior", pair[0].digest, pair[0].image.rgb),

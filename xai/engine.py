@@ -55,6 +55,7 @@ from xai.registry import (
 from xai.targets import Target, predicted, probabilities, resolve_targets, target_scores
 
 if TYPE_CHECKING:
+    from models.predict import Prediction
     from models.registry import LoadedModel
 
 __all__ = [
@@ -482,6 +483,7 @@ def explain_view(
     methods: str | Sequence[str] = "all",
     targets: Sequence[Target] = (None,),
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    decision: Prediction | None = None,
 ) -> list[Explanation]:
     """Explain the model's view of an image (already preprocessed, see
     :func:`models.predict.model_view`) for each of ``targets``: one :class:`Explanation` each.
@@ -489,9 +491,10 @@ def explain_view(
     Several targets (every class, say) share ONE batched pass: the view is repeated along the
     batch and each copy differentiates its own class, so the maps are those of one target at
     a time (samples are independent in eval mode). ``Explanation.image`` is ``view``. A card
-    with ``test_time_crops`` decides on the image and its crops (one more forward pass, no
-    gradient): the predicted class and probabilities are that decision, as the app predicts;
-    the maps explain the image itself.
+    with ``test_time_crops`` decides on the image and its crops: the predicted class and
+    probabilities are that decision, as the app predicts; the maps explain the image itself.
+    ``decision``: the prediction already made for this view (:func:`models.predict.predict`),
+    reused; without it such a card costs one more forward pass, without gradients.
     """
     from models.predict import view_to_input
 
@@ -499,11 +502,13 @@ def explain_view(
     if not targets:
         raise ValueError("no target to explain")
     x = view_to_input(loaded, view)
-    decision = None
-    if loaded.card.test_time_crops:  # the model decides on the image and its centre crops
+    if not loaded.card.test_time_crops:  # the image alone decides: the explanation pass does
+        decision = None
+    elif decision is None:
         from models.predict import predict_batch
 
         decision = predict_batch(loaded, [view], views=False)[0]
+    if decision is not None:
         targets = [decision.index if t is None else t for t in targets]
     batch = x.expand(len(targets), -1, -1, -1).contiguous()
     results = explain_batch(

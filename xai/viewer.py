@@ -34,6 +34,7 @@ from xai.engine import CamMap, Explanation, explain_view, resolve_methods
 from xai.overlay import colorscale, overlay, threshold_contour, tile
 
 if TYPE_CHECKING:
+    from models.predict import Prediction
     from models.registry import LoadedModel
 
 __all__ = [
@@ -238,9 +239,11 @@ class MapCache:
         return self._thumbnails.get_or_make((image_key, side), shrink)  # type: ignore[return-value]
 
     def explain(self, loaded: LoadedModel, image_key: str, rgb: np.ndarray,
-                methods: str | Sequence[str], targets: Sequence[int]) -> list[Explanation]:
+                methods: str | Sequence[str], targets: Sequence[int],
+                decision: Prediction | None = None) -> list[Explanation]:
         """One :class:`Explanation` per target class index (in order) with every method's
-        map; what is not cached yet is computed in one batched pass."""
+        map; what is not cached yet is computed in one batched pass. ``decision``: the
+        prediction already made for this image, reused (see :func:`xai.engine.explain_view`)."""
         names = resolve_methods(methods, loaded.arch.stage_layers)
         view, _ = self.view(loaded, image_key, rgb)
         model = self._model_key(loaded)
@@ -252,7 +255,8 @@ class MapCache:
         todo = [t for t in dict.fromkeys(targets) if missing(t) or head_key not in self._heads]
         if todo:
             wanted = list(dict.fromkeys(n for t in todo for n in (missing(t) or names)))
-            results = explain_view(loaded, view, methods=wanted, targets=todo)
+            results = explain_view(loaded, view, methods=wanted, targets=todo,
+                                   decision=decision)
             self.passes += 1
             for target, result in zip(todo, results, strict=True):
                 for name, cam in result.maps.items():

@@ -154,7 +154,7 @@ def test_a_card_with_decision_crops_decides_on_the_mean_logit_everywhere(tiny_re
     from models.trust import centre_crop
     from tests.conftest import copy_entry, rewrite_card
     from training.evaluate import model_probabilities
-    from xai.engine import explain_loaded
+    from xai.engine import explain_loaded, explain_view
 
     folder = copy_entry(tiny_registry, tmp_path)
     rewrite_card(folder, test_time_crops=[0.8], temperature=2.0)
@@ -177,6 +177,21 @@ def test_a_card_with_decision_crops_decides_on_the_mean_logit_everywhere(tiny_re
     explanation = explain_loaded(loaded, rgb, methods=["gradcam"])
     assert explanation.predicted_index == result.index == explanation.target_index
     assert explanation.probabilities.tolist() == pytest.approx(expected, abs=1e-5)
+
+    # the prediction already made is reused: the explanation then runs one forward pass, not two
+    passes = []
+    hook = loaded.model.register_forward_hook(lambda *_: passes.append(1))
+    try:
+        view = model_view(loaded, rgb)
+        alone, = explain_view(loaded, view, methods=["gradcam"])
+        computed = len(passes)
+        reused, = explain_view(loaded, view, methods=["gradcam"], decision=result)
+    finally:
+        hook.remove()
+    assert (computed, len(passes) - computed) == (2, 1)
+    assert reused.predicted_index == alone.predicted_index == result.index
+    assert reused.probabilities.tolist() == pytest.approx(alone.probabilities.tolist(), abs=1e-6)
+    np.testing.assert_allclose(reused.maps["gradcam"].map, alone.maps["gradcam"].map, atol=1e-6)
 
 
 def test_decision_crops_must_be_shares_of_the_side(tiny_registry: Path, tmp_path: Path) -> None:
