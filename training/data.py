@@ -403,10 +403,18 @@ class Split:
 
 def make_split(dataset: Dataset, hashes: np.ndarray | None, rule: GroupRule, *, seed: int,
                ratios: Sequence[float] = (8, 1, 1), folds: int = 0, fold: int = 0,
+               val_folds: int = 0, val_fold: int = 0,
                thumbs: np.ndarray | None = None) -> Split:
     """Grouped stratified split: ``ratios`` train:val:test, or ``folds``-fold with fold ``fold``
-    as test and fold ``fold + 1`` (mod K) as validation (``thumbs``: see :func:`group_ids`)."""
+    as test and fold ``fold + 1`` (mod K) as validation (``thumbs``: see :func:`group_ids`).
+
+    ``val_folds`` K > 0 keeps the ratio split's test images and makes validation fold
+    ``val_fold`` of K grouped folds over the rest: K runs then score every non-test image once,
+    out of fold, to choose a recipe on more than one small validation split.
+    """
     groups = group_ids(dataset, hashes, rule, thumbs)
+    if val_folds and (folds or val_folds < 2 or not 0 <= val_fold < val_folds):
+        raise ValueError("--val-folds needs K >= 2, 0 <= --val-fold < K and no --folds")
     if folds:
         if not 0 <= fold < folds or folds < 3:
             raise ValueError("--folds needs K >= 3 and 0 <= --fold < K")
@@ -416,6 +424,10 @@ def make_split(dataset: Dataset, hashes: np.ndarray | None, rule: GroupRule, *, 
         if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
             raise ValueError("ratios need three non-negative numbers train:val:test, train > 0")
         role = assign_parts(dataset.labels, groups, ratios, seed)
+        if val_folds:
+            rest = np.flatnonzero(role != 2)
+            parts = assign_parts(dataset.labels[rest], groups[rest], [1] * val_folds, seed)
+            role[rest] = np.where(parts == val_fold, 1, 0)
     train, val, test = (np.flatnonzero(role == r) for r in range(3))
     sizes = Counter(groups.tolist())
     test_files = sorted(dataset.files[i] for i in test)
@@ -425,6 +437,8 @@ def make_split(dataset: Dataset, hashes: np.ndarray | None, rule: GroupRule, *, 
         "ratios": None if folds else [float(r) for r in ratios],
         "folds": folds or None,
         "fold": fold if folds else None,
+        "val_folds": val_folds or None,
+        "val_fold": val_fold if val_folds else None,
         "grouping": rule.describe(),
         "group_rule": {"max_hamming": rule.max_hamming, "hash_bits": rule.hash_bits,
                        "group_column": rule.group_column, "group_pattern": rule.group_pattern,

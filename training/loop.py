@@ -337,7 +337,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     thumbs = (thumbnails(images, kept_region(recipe.preprocessing, size))
               if rule.min_correlation is not None else None)
     split = make_split(dataset, hashes, rule, seed=args.seed, ratios=recipe.ratios,
-                       folds=recipe.folds, fold=recipe.fold, thumbs=thumbs)
+                       folds=recipe.folds, fold=recipe.fold, val_folds=recipe.val_folds,
+                       val_fold=recipe.val_fold, thumbs=thumbs)
     if not len(split.val):
         raise SystemExit("error: the validation split is empty; use more images or other ratios")
     labels = torch.from_numpy(dataset.labels)

@@ -49,7 +49,9 @@ class Recipe:
     (:mod:`training.attention`; 0: off). ``ema``: decay per fine-tuning step of an exponential
     moving average of the weights (Polyak & Juditsky 1992), which validation, early stopping and
     the exported model then use (0: off).
-    ``ratios`` train:val:test, or ``folds`` > 0 for K-fold (fold ``fold`` is the test fold).
+    ``ratios`` train:val:test, or ``folds`` > 0 for K-fold (fold ``fold`` is the test fold);
+    ``val_folds`` > 0 keeps the ratio split's test part and validates on fold ``val_fold`` of the
+    rest (:func:`training.data.make_split`).
     """
 
     name: str
@@ -93,6 +95,8 @@ class Recipe:
     ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
     folds: int = 0
     fold: int = 0
+    val_folds: int = 0
+    val_fold: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:

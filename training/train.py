@@ -90,6 +90,9 @@ _RECIPE_HELP = {
     "ratios": "train:val:test shares of the grouped split, e.g. 8:1:1",
     "folds": "K > 0: K-fold split, --fold is the test fold and the next one validation",
     "fold": "test fold index for --folds",
+    "val_folds": "K > 0: keep the --ratios test split, validate on one of K grouped folds of the "
+                 "rest (run each --val-fold, then python -m training.crossval RUN...)",
+    "val_fold": "validation fold index for --val-folds",
 }
 # Hamming threshold when ids already group images: join near-identical copies only, not chains
 # of merely similar frames (measured on the chest X-ray union: 24 bits chained 272 images).

@@ -185,7 +185,8 @@ def rebuild_split(card: ModelCard, sources: list[Path] | None = None
     split = make_split(dataset, hashes, rule, seed=card.split["seed"],
                        ratios=card.split.get("ratios") or (8, 1, 1),
                        folds=card.split.get("folds") or 0, fold=card.split.get("fold") or 0,
-                       thumbs=thumbs)
+                       val_folds=card.split.get("val_folds") or 0,
+                       val_fold=card.split.get("val_fold") or 0, thumbs=thumbs)
     if split.record["test_sha256"] != card.split.get("test_sha256"):
         raise ValueError("the rebuilt test split differs from the card's: pass the same --data "
                          "sources, in the same order, as the training run")

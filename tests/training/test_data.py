@@ -188,3 +188,27 @@ def test_max_per_class_limits_fixed_label_sources(tmp_path: Path) -> None:
     source = Path(f"{tmp_path / 'a'}=polyp")
     assert list_sources([source], max_per_class=5).counts() == {"polyp": 5}
     assert source_location(source) == tmp_path / "a" and source_location(tmp_path) == tmp_path
+
+
+def test_validation_folds_keep_the_test_split_and_cover_the_rest_once() -> None:
+    labels = np.array([0] * 36 + [1] * 24)
+    dataset = _dataset(labels.tolist(), groups=[f"p{i // 2}" for i in range(60)])  # pairs
+    hashes = None
+    rule = GroupRule(max_hamming=-1, group_column="g")
+    plain = make_split(dataset, hashes, rule, seed=1, ratios=(6, 1, 3))
+    folds = []
+    for k in range(3):
+        split = make_split(dataset, hashes, rule, seed=1, ratios=(6, 1, 3), val_folds=3, val_fold=k)
+        assert split.test.tolist() == plain.test.tolist()
+        assert split.record["test_sha256"] == plain.record["test_sha256"]
+        assert (split.record["val_folds"], split.record["val_fold"]) == (3, k)
+        assert not set(split.val.tolist()) & set(split.train.tolist())
+        assert all(set(range(2 * p, 2 * p + 2)) <= set(split.val.tolist())
+                   or not set(range(2 * p, 2 * p + 2)) & set(split.val.tolist()) for p in range(30))
+        folds.append(set(split.val.tolist()))
+    rest = set(range(60)) - set(plain.test.tolist())
+    assert set().union(*folds) == rest and sum(map(len, folds)) == len(rest)
+    assert all(len(f) == pytest.approx(len(rest) / 3, abs=3) for f in folds)
+    for bad in ({"val_folds": 1}, {"val_folds": 3, "val_fold": 3}, {"val_folds": 3, "folds": 5}):
+        with pytest.raises(ValueError, match="--val-folds"):
+            make_split(dataset, hashes, rule, seed=1, ratios=(6, 1, 3), **bad)

@@ -438,3 +438,30 @@ def test_colonoscopy_run_on_real_frames(shared_data: Path, tmp_path: Path, capsy
     assert report["confusion_matrix"] == card.metrics["confusion_matrix"]
     assert report["per_class"]["polyp"]["sensitivity"] == pytest.approx(
         card.metrics["per_class"]["polyp"]["sensitivity"])
+
+
+def test_validation_folds_pool_every_non_test_image_once(generated, tmp_path: Path, capsys) -> None:
+    """``--val-folds`` runs of one recipe share the test split and validate on disjoint folds;
+    ``training.crossval`` pools them into one row per recipe, over every non-test image."""
+    from training import crossval
+
+    data, weights, plain = generated
+    quick = ("--epochs", "1", "--warmup-epochs", "0", "--val-folds", "2")
+    runs = [tmp_path / name for name in ("a0", "a1", "b0")]
+    cards = [_train(data, runs[0], tmp_path / "c0", *quick, "--val-fold", "0"),
+             _train(data, runs[1], tmp_path / "c1", *quick, "--val-fold", "1"),
+             _train(data, runs[2], tmp_path / "c2", *quick, "--val-fold", "0", "--lr", "1e-2")]
+    assert {c.split["test_sha256"] for c in cards} == {plain.split["test_sha256"]}
+    non_test = sum(sum(plain.split["counts"][part].values()) for part in ("train", "val"))
+    capsys.readouterr()
+    assert crossval.main([*map(str, runs), "--json"]) == 0
+    first, other = json.loads(capsys.readouterr().out)
+    assert first["complete"] and first["n"] == non_test and first["folds"] == [0, 1]
+    assert first["errors"] == sum(first["fold_errors"])
+    assert first["errors"] == round(sum(c.metrics["val"]["n"] * (1 - c.metrics["val"]["accuracy"])
+                                        for c in cards[:2]))
+    assert not other["complete"] and other["recipe"].startswith("lr=0.01")
+    assert crossval.main([str(runs[0]), str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert crossval.main([str(weights / "histo-tiny")]) == 2
+    assert "not a --val-folds run" in capsys.readouterr().err
