@@ -164,10 +164,12 @@ def main(argv: list[str] | None = None) -> int:
             (folder / f"frame{i:05d}.jpg").symlink_to(path)
         full_models = ModelSet(full)
         diagnosis = full_models.diagnosis("endoscopy")
-        model, crops = diagnosis.model, diagnosis.card.test_time_crops
-        size = diagnosis.card.input_size
-        forwards = {"lean": len(inference_views(torch.zeros(1, 3, size, size), crops, altered=False)),
-                    "full": 1 + len(inference_views(torch.zeros(1, 3, size, size), crops))}
+        model, card = diagnosis.model, diagnosis.card
+        size = card.input_size
+        blank = torch.zeros(1, 3, size, size)
+        views = (card.test_time_crops, card.test_time_flips)
+        forwards = {"lean": len(inference_views(blank, *views, altered=False)),
+                    "full": 1 + len(inference_views(blank, *views))}
         floor_before = _floor(model, args.batch)
         lean_run = _steady_rate(folder, lean, ModelSet(lean))
         full_run = _steady_rate(folder, full, full_models)

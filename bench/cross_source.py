@@ -60,7 +60,7 @@ def run_row(run: ModelCard) -> dict[str, Any]:
             "macro_f1": external.get("macro_f1"),
             "confusion_matrix": external.get("confusion_matrix"),
             "own_test_accuracy": run.metrics.get("accuracy"), "own_test_n": run.metrics.get("n"),
-            "test_time_crops": run.test_time_crops,
+            "test_time_crops": run.test_time_crops, "test_time_flips": run.test_time_flips,
             "recalibrated": run.metrics.get("recalibrated", {}).get("command"),
             "code_version": run.code_version, "command": run.recipe.get("command")}
 

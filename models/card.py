@@ -17,7 +17,7 @@ from typing import Any
 
 from imaging import MODALITIES, PREPROCESSING
 
-__all__ = ["CARD_FILE", "DEFAULT_TASKS", "KINDS", "PROBE_MARGIN", "PROBE_SATURATED", "ROUTER_MODALITY",
+__all__ = ["CARD_FILE", "DEFAULT_TASKS", "FLIPS", "KINDS", "PROBE_MARGIN", "PROBE_SATURATED", "ROUTER_MODALITY",
            "ROUTER_TASK", "TASKS", "CardError", "Headline", "ModelCard", "Task", "beats_probe",
            "code_version", "headline", "routed_to", "wilson_interval"]
 
@@ -26,6 +26,9 @@ CARD_FILE = "card.json"
 KINDS = ("diagnosis", "router")
 ROUTER_MODALITY = "any"  # the modality field of a router's card
 ROUTER_TASK = "routing"  # the task field of a router's card
+# Flips a model may decide on (test-time augmentation), by name: the dimensions of an
+# ``(N, 3, H, W)`` input each one reverses (rot180 reverses both, a half turn).
+FLIPS: dict[str, tuple[int, ...]] = {"hflip": (3,), "vflip": (2,), "rot180": (2, 3)}
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class ModelCard:
     calibrated probability reaches it (fitted on validation; ``None``: the larger probability);
     ``test_time_crops``: the prediction averages the logits of the image and of these centre
     crops (share of the side kept, resized back; chosen on validation, see
-    :func:`models.predict.decision_logits`; empty: the image alone).
+    :func:`models.predict.decision_logits`; empty: the image alone); ``test_time_flips``: and
+    of these flips of the image (names of :data:`models.trust.FLIPS`, chosen likewise among the
+    flips the model was trained with).
     """
 
     name: str
@@ -97,6 +102,12 @@ class ModelCard:
     decision_threshold: float | None = None
     task: str = ""
     test_time_crops: list[float] = field(default_factory=list)
+    test_time_flips: list[str] = field(default_factory=list)
+
+    @property
+    def decision_views(self) -> int:
+        """How many views besides the image itself the decision averages."""
+        return len(self.test_time_crops) + len(self.test_time_flips)
 
     def __post_init__(self) -> None:
         if not self.task:  # a card from before tasks: the task its modality then had
@@ -135,6 +146,9 @@ class ModelCard:
             problems.append("decision_threshold needs two classes and a value in (0, 1)")
         if not all(isinstance(c, int | float) and 0.5 <= c < 1 for c in self.test_time_crops):
             problems.append("test_time_crops must be shares of the side in [0.5, 1)")
+        if not set(self.test_time_flips) <= set(FLIPS) or len(set(self.test_time_flips)) != len(
+                self.test_time_flips):
+            problems.append(f"test_time_flips must be distinct names among {', '.join(FLIPS)}")
         if self.input_size < 32 or self.temperature <= 0:
             problems.append("input_size must be >= 32 and temperature > 0")
         if Path(self.weights_file).name != self.weights_file:

@@ -86,9 +86,25 @@ def model_text(card: ModelCard) -> list[str]:
         f"Classes: {', '.join(card.classes)}",
         f"Softmax temperature {card.temperature:.3f} (fitted on validation images; below 1 "
         "sharpens, above 1 softens the confidence)",
-        "Decides on " + (f"the image and its {' and '.join(f'{c:.0%}' for c in card.test_time_crops)} "
-                         "centre crops (logits averaged; chosen because they lowered the "
-                         "validation log-loss)" if card.test_time_crops else "the image alone")]
+        "Decides on " + (f"the image and its {_and(_decision_views(card))} (logits averaged; "
+                         "chosen because they lowered the validation log-loss)"
+                         if card.decision_views else "the image alone")]
+
+
+FLIP_TEXT = {"hflip": "left-right mirror image", "vflip": "upside-down mirror image",
+             "rot180": "half turn"}
+
+
+def _and(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
+
+
+def _decision_views(card: ModelCard) -> list[str]:
+    """The card's decision views besides the image, in words."""
+    crops = ([f"{' and '.join(f'{c:.0%}' for c in card.test_time_crops)} centre crop"
+              + ("s" if len(card.test_time_crops) > 1 else "")] if card.test_time_crops else [])
+    return crops + [FLIP_TEXT[f] for f in card.test_time_flips]
 
 
 def best_localizer(card: ModelCard) -> str | None:

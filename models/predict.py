@@ -138,28 +138,30 @@ def predict(loaded: LoadedModel, rgb: np.ndarray, *, views: bool = True,
     return replace(result, latency_ms=(time.perf_counter() - start) * 1000)
 
 
-def view_logits(model: torch.nn.Module, x: torch.Tensor, crops: Sequence[float] = (), *,
-                altered: bool = False) -> torch.Tensor:
+def view_logits(model: torch.nn.Module, x: torch.Tensor, crops: Sequence[float] = (),
+                flips: Sequence[str] = (), *, altered: bool = False) -> torch.Tensor:
     """Logits ``(N, V, C)`` of the :func:`models.trust.inference_views` of normalised inputs
-    ``x``, in one forward pass: per image, itself, its centre ``crops`` and (``altered``) the
-    views that probe the label."""
-    rows = inference_views(x, crops, altered=altered)
+    ``x``, in one forward pass: per image, itself, its centre ``crops``, its ``flips`` and
+    (``altered``) the views that probe the label."""
+    rows = inference_views(x, crops, flips, altered=altered)
     logits = model(rows).float()
     return logits.view(len(x), len(rows) // len(x), logits.shape[-1])
 
 
-def decision_logits(views: torch.Tensor, crops: int) -> torch.Tensor:
+def decision_logits(views: torch.Tensor, extra: int) -> torch.Tensor:
     """``(N, V, C)`` logits of :func:`view_logits` -> the same with row 0 replaced by the
-    decision: the mean logit of the image and its first ``crops`` centre crops (test-time
-    augmentation, chosen per model on validation: :func:`training.calibrate.choose_crops`)."""
-    return torch.cat([views[:, :1 + crops].mean(1, keepdim=True), views[:, 1:]], dim=1)
+    decision: the mean logit of the image and the ``extra`` decision views after it, its crops
+    and flips (test-time augmentation, chosen per model on validation:
+    :func:`training.calibrate.choose_views`; see :attr:`ModelCard.decision_views`)."""
+    return torch.cat([views[:, :1 + extra].mean(1, keepdim=True), views[:, 1:]], dim=1)
 
 
 def predict_batch(loaded: LoadedModel, model_views: Sequence[np.ndarray], *, views: bool = True,
                   pass_rows: int | None = None) -> list[Prediction]:
     """:func:`predict` for many images already in the model's view (see :func:`model_view`).
 
-    Each image's decision crops (the card's ``test_time_crops``) and test-time views
+    Each image's decision crops and flips (the card's ``test_time_crops`` and
+    ``test_time_flips``) and test-time views
     (``views``) run in the same forward pass as the image. With ``pass_rows``, every forward
     pass holds the same number of images, as many as fit in ``pass_rows`` input rows (at least
     one image with its views), the last pass padded with zeros. An image's result then does not
@@ -172,7 +174,8 @@ def predict_batch(loaded: LoadedModel, model_views: Sequence[np.ndarray], *, vie
     start = time.perf_counter()
     card = loaded.card
     x = torch.cat([view_to_input(loaded, view) for view in model_views])
-    per_image = len(inference_views(x[:1], card.test_time_crops, altered=views))
+    per_image = len(inference_views(x[:1], card.test_time_crops, card.test_time_flips,
+                                    altered=views))
     step = max(1, pass_rows // per_image) if pass_rows else len(x)
     logits, scores = [], []
     with torch.inference_mode(), capture_features(loaded.model, feature_layer(loaded)) as captured:
@@ -180,11 +183,11 @@ def predict_batch(loaded: LoadedModel, model_views: Sequence[np.ndarray], *, vie
             part = x[i:i + step]
             padded = torch.cat([part, part.new_zeros((step - len(part), *part.shape[1:]))])
             logits.append(view_logits(loaded.model, padded, card.test_time_crops,
-                                      altered=views)[:len(part)].cpu())
+                                      card.test_time_flips, altered=views)[:len(part)].cpu())
             features = captured.pop()[::per_image][:len(part)].cpu()  # each image, not its views
             if loaded.guard is not None:
                 scores.append(loaded.guard.score(features))
-    decided = decision_logits(torch.cat(logits), len(card.test_time_crops))
+    decided = decision_logits(torch.cat(logits), card.decision_views)
     probs = probabilities(decided.flatten(0, 1), card.temperature).view(decided.shape[:2] + (-1,))
     threshold = card.trust.get("uncertainty", {}).get("entropy_threshold",
                                                       DEFAULT_ENTROPY_THRESHOLD)

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.card import FLIPS
+
 __all__ = [
     "ALTERED_CROP",
     "TRUST_FILE",
@@ -34,6 +36,7 @@ __all__ = [
     "Uncertainty",
     "capture_features",
     "centre_crop",
+    "flipped",
     "normalised_entropy",
     "reference_sample",
     "inference_views",
@@ -136,18 +139,24 @@ def centre_crop(x: torch.Tensor, keep: float) -> torch.Tensor:
                          mode="bilinear", align_corners=False)
 
 
+def flipped(x: torch.Tensor, flip: str) -> torch.Tensor:
+    """``(N, 3, S, S)`` inputs mirrored by the named flip of :data:`models.card.FLIPS`."""
+    return x.flip(FLIPS[flip])
+
+
 ALTERED_CROP = 0.9  # the centre crop among the views that probe the label
 
 
-def inference_views(x: torch.Tensor, crops: Sequence[float] = (), *, altered: bool = True
-                    ) -> torch.Tensor:
+def inference_views(x: torch.Tensor, crops: Sequence[float] = (), flips: Sequence[str] = (), *,
+                    altered: bool = True) -> torch.Tensor:
     """``(N, 3, S, S)`` normalised inputs -> ``(N * V, 3, S, S)``, each image's V views together:
-    the image, its centre ``crops`` (a model's decision views, see
+    the image, its centre ``crops`` and ``flips`` (a model's decision views, see
     :func:`models.predict.decision_logits`) and, with ``altered``, the views that probe the
     label: a 90 % centre crop (unless among ``crops``) and the image shifted by +-0.1 of its
     range (brighter, darker)."""
     extra = (ALTERED_CROP,) if altered and ALTERED_CROP not in crops else ()
-    views = [x, *(centre_crop(x, keep) for keep in (*crops, *extra))]
+    views = [x, *(centre_crop(x, keep) for keep in crops), *(flipped(x, f) for f in flips),
+             *(centre_crop(x, keep) for keep in extra)]
     if altered:
         step = 0.1 * (x.amax(dim=(1, 2, 3), keepdim=True) - x.amin(dim=(1, 2, 3), keepdim=True))
         views += [x + step, x - step]

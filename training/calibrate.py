@@ -2,12 +2,13 @@
 and, for two-class models, the decision threshold.
 
 The decision views are test-time augmentation (Krizhevsky et al. 2012; Simonyan & Zisserman
-2015, "multi-crop"): the logits of the image and of a few centre crops are averaged
-(:func:`models.predict.decision_logits`). Which crops, if any, is chosen per model on validation
-data (:func:`choose_crops`): magnification carries meaning in histology, where crops hurt, and a
-crop that trims a chest film's borders and labels can cost the normals on a film framed
-otherwise, so every candidate is also scored on the validation images under the acquisition
-shifts of :mod:`training.shift`.
+2015, "multi-crop"): the logits of the image, of a few centre crops and of the flips the model
+was trained with are averaged (:func:`models.predict.decision_logits`). Which views, if any,
+are chosen per model on validation data (:func:`choose_views`): magnification carries meaning in
+histology, where crops hurt (flips keep it: a tissue section has no up or left), and a crop that
+trims a chest film's borders and labels can cost the normals on a film framed otherwise, so
+every candidate is also scored on the validation images under the acquisition shifts of
+:mod:`training.shift`.
 Probabilities at inference are ``softmax(logits / T)`` (:func:`models.predict.probabilities`);
 T changes confidences, never the class. The threshold is the cut on the calibrated probability
 of the second class that maximises balanced accuracy (Youden's J) on validation data, among cuts
@@ -40,8 +41,8 @@ from training.shift import SHIFTS
 
 __all__ = ["CANDIDATE_CROPS", "MAX_SHIFTED_RECALL_LOSS", "MAX_THRESHOLD_DISTANCE", "MIN_VIEW_GAIN",
            "SUSPICIOUS_TEMPERATURE",
-           "calibration_record", "choose_crops", "fit_temperature", "fit_threshold", "main",
-           "served_scores"]
+           "calibration_record", "choose_views", "fit_temperature", "fit_threshold", "main",
+           "served_scores", "trained_flips"]
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
@@ -144,26 +145,34 @@ def _recalls(logits: torch.Tensor, labels: torch.Tensor, temperature: float, cut
             for k in labels.unique().tolist()}
 
 
-def choose_crops(views: torch.Tensor, labels: torch.Tensor,
+def choose_views(views: torch.Tensor, labels: torch.Tensor,
                  shifted: Mapping[str, torch.Tensor] | None = None,
-                 classes: Sequence[str] | None = None) -> tuple[list[float], dict[str, Any]]:
-    """The decision crops, from validation logits ``(N, 1 + len(CANDIDATE_CROPS), C)`` of each
-    image and its :data:`CANDIDATE_CROPS` (:func:`models.predict.view_logits`): of the image
-    alone and every subset of the crops, the one with the lowest log-loss after fitting T,
-    where it beats the image alone by :data:`MIN_VIEW_GAIN`; and the record of every
+                 classes: Sequence[str] | None = None, flips: Sequence[str] = (),
+                 crops: Sequence[float] = CANDIDATE_CROPS
+                 ) -> tuple[list[float], list[str], dict[str, Any]]:
+    """The decision crops and flips, from validation logits ``(N, 1 + len(crops) + len(flips),
+    C)`` of each image, its candidate ``crops`` and its ``flips`` (the flips the model was
+    trained with; :func:`models.predict.view_logits`): of the image alone and every subset of the
+    crops, each with and without all the flips, the one with the lowest log-loss after fitting
+    T, where it beats the image alone by :data:`MIN_VIEW_GAIN`; and the record of every
     candidate's log-loss. ``shifted``: the same logits of the validation images under each
     named shift; a candidate that lowers any class's recall there (at its own T and two-class
     cut) by more than :data:`MAX_SHIFTED_RECALL_LOSS` against the image alone is not adopted."""
     names = list(classes) if classes else [str(k) for k in range(views.shape[-1])]
-    candidates: list[tuple[float, ...]] = [()]
-    for keep in CANDIDATE_CROPS:
-        candidates += [(*c, keep) for c in candidates]
+    crop_sets: list[tuple[float, ...]] = [()]
+    for keep in crops:
+        crop_sets += [(*c, keep) for c in crop_sets]
+    flip_sets = [(), tuple(flips)] if flips else [()]
+    candidates = sorted(((c, f) for f in flip_sets for c in crop_sets),
+                        key=lambda views: len(views[0]) + len(views[1]))
     scored = []
-    for crops in sorted(candidates, key=len):
-        columns = [0, *(1 + CANDIDATE_CROPS.index(keep) for keep in crops)]
+    for crop_set, flip_set in candidates:
+        columns = [0, *(1 + list(crops).index(keep) for keep in crop_set),
+                   *(1 + len(crops) + list(flips).index(f) for f in flip_set)]
         logits = views[:, columns].mean(1)
         temperature = fit_temperature(logits, labels)
-        entry: dict[str, Any] = {"crops": list(crops), "nll": _nll(logits, labels, temperature),
+        entry: dict[str, Any] = {"crops": list(crop_set), "flips": list(flip_set),
+                                 "nll": _nll(logits, labels, temperature),
                                  "temperature": temperature}
         if shifted:
             cut = (fit_threshold(probabilities(logits, temperature).numpy(), labels.numpy())
@@ -183,43 +192,61 @@ def choose_crops(views: torch.Tensor, labels: torch.Tensor,
     eligible = [c for c in scored
                 if not shifted or c["largest_shifted_loss"]["loss"] <= MAX_SHIFTED_RECALL_LOSS]
     best = min(eligible, key=lambda c: c["nll"])  # the first (fewest views) of equals
-    chosen = best["crops"] if best["nll"] <= (1 - MIN_VIEW_GAIN) * alone["nll"] else []
+    if best["nll"] > (1 - MIN_VIEW_GAIN) * alone["nll"]:
+        best = alone
     rule = (f"lowest calibrated validation log-loss of the image alone and its centre crops "
-            f"{list(CANDIDATE_CROPS)} averaged, adopted when {MIN_VIEW_GAIN:.0%} below the image "
-            f"alone")
+            f"{list(crops)}" + (f", each with and without the flips {list(flips)}" if flips else "")
+            + f", averaged, adopted when {MIN_VIEW_GAIN:.0%} below the image alone")
     if shifted:
         rule += (f" and when under none of the shifts ({', '.join(shifted)}) it lowers a class's "
                  f"recall by more than {MAX_SHIFTED_RECALL_LOSS:g} against the image alone")
-    return chosen, {"chosen": chosen, "candidates": scored, "rule": rule}
+    chosen = {"crops": best["crops"], "flips": best["flips"]}
+    return best["crops"], best["flips"], {"chosen": chosen, "candidates": scored, "rule": rule}
 
 
-def served_scores(view_logits_of: Callable[[np.ndarray, Sequence[float], str | None], torch.Tensor],
+def trained_flips(recipe: Mapping[str, Any]) -> list[str]:
+    """The flips of :data:`models.card.FLIPS` a model trained with ``recipe`` has seen."""
+    h, v = bool(recipe.get("hflip")), bool(recipe.get("vflip"))
+    return [name for name, seen in (("hflip", h), ("vflip", v), ("rot180", h and v)) if seen]
+
+
+def served_scores(view_logits_of: Callable[[np.ndarray, Sequence[float], Sequence[str], str | None],
+                                           torch.Tensor],
                   labels: np.ndarray, val: np.ndarray, final: np.ndarray, classes: list[str],
-                  *, crops_allowed: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Choose the decision crops (unless not ``crops_allowed``: the image alone) and calibrate
-    on the ``val`` indices, then score the ``final`` (test) indices as the app decides.
-    ``view_logits_of(index, crops, shift)``: the ``(n, 1 + len(crops), C)`` logits of those images
-    (under the named shift of :data:`training.shift.SHIFTS`, or as they are for ``None``) and
-    their centre crops. Returns the card's fields (``test_time_crops``, ``temperature``,
-    ``decision_threshold``) and its metrics (the final report, ``calibration`` and ``val``)."""
+                  *, crops_allowed: bool = True, flips: Sequence[str] = ()
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Choose the decision views among the centre crops (unless not ``crops_allowed``) and
+    ``flips`` (the model's :func:`trained_flips`) and calibrate on the ``val`` indices, then
+    score the ``final`` (test) indices as the app decides. ``view_logits_of(index, crops, flips,
+    shift)``: the ``(n, 1 + len(crops) + len(flips), C)`` logits of those images (under the
+    named shift of :data:`training.shift.SHIFTS`, or as they are for ``None``), their centre
+    crops and their flips. Returns the card's fields (``test_time_crops``, ``test_time_flips``,
+    ``temperature``, ``decision_threshold``) and its metrics (the final report, ``calibration``
+    and ``val``)."""
     candidates = CANDIDATE_CROPS if crops_allowed else ()
-    val_views = view_logits_of(val, candidates, None)
+    val_views = view_logits_of(val, candidates, flips, None)
     val_labels = torch.as_tensor(labels[val]).long()
-    if crops_allowed:
-        shifted = {name: view_logits_of(val, candidates, name) for name in SHIFTS}
-        crops, choice = choose_crops(val_views, val_labels, shifted, classes)
+    if candidates or flips:
+        shifted = {name: view_logits_of(val, candidates, flips, name) for name in SHIFTS}
+        crops, chosen_flips, choice = choose_views(val_views, val_labels, shifted, classes,
+                                                   flips, candidates)
     else:
-        crops, choice = [], {"chosen": [], "rule": "switched off (--no-test-time-crops)"}
-    columns = [0, *(1 + candidates.index(keep) for keep in crops)]
-    val_logits = decision_logits(val_views[:, columns], len(crops))[:, 0]
-    calibration = {**calibration_record(val_logits, val_labels), "test_time_crops": choice}
+        crops, chosen_flips = [], []
+        choice = {"chosen": {"crops": [], "flips": []},
+                  "rule": "switched off (--no-test-time-crops, no flips in training)"}
+    columns = [0, *(1 + candidates.index(keep) for keep in crops),
+               *(1 + len(candidates) + list(flips).index(f) for f in chosen_flips)]
+    extra = len(columns) - 1
+    val_logits = decision_logits(val_views[:, columns], extra)[:, 0]
+    calibration = {**calibration_record(val_logits, val_labels), "test_time_views": choice}
     temperature, cut = float(calibration["temperature"]), calibration.get("decision_threshold")
-    final_logits = decision_logits(view_logits_of(final, crops, None), len(crops))[:, 0]
+    final_logits = decision_logits(view_logits_of(final, crops, chosen_flips, None), extra)[:, 0]
     report = classification_report(labels[final], probabilities(final_logits, temperature).numpy(),
                                    classes, threshold=cut)
     val_report = classification_report(labels[val], probabilities(val_logits, temperature).numpy(),
                                        classes, threshold=cut)
-    fields = {"test_time_crops": crops, "temperature": temperature, "decision_threshold": cut}
+    fields = {"test_time_crops": crops, "test_time_flips": chosen_flips, "temperature": temperature,
+              "decision_threshold": cut}
     metrics = {**report, "calibration": calibration,
                "val": {k: val_report[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1",
                                                   "auc_macro", "ece", "per_class",
@@ -238,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="re-score the card's external figures on these sources (default: "
                              "the sources they were scored on, when the card has them)")
     parser.add_argument("--no-test-time-crops", action="store_true",
-                        help="decide on the image alone: no crops are tried")
+                        help="no centre crops are tried (flips the model was trained with are)")
     args = parser.parse_args(argv)
     from models.card import code_version
     from models.predict import view_logits
@@ -257,16 +284,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     @torch.inference_mode()
-    def view_logits_of(index: np.ndarray, crops: Sequence[float], shift: str | None
-                       ) -> torch.Tensor:
+    def view_logits_of(index: np.ndarray, crops: Sequence[float], flips: Sequence[str],
+                       shift: str | None) -> torch.Tensor:
         chunks = (images[index[i:i + 32]] for i in range(0, len(index), 32))
         return torch.cat([view_logits(loaded.model, normalise(apply_shift(shift, x) if shift else x,
-                                                              card.mean, card.std), crops)
+                                                              card.mean, card.std), crops, flips)
                           for x in chunks])
 
     final = split.test if len(split.test) else split.val
     fields, metrics = served_scores(view_logits_of, dataset.labels, split.val, final, card.classes,
-                                    crops_allowed=not args.no_test_time_crops)
+                                    crops_allowed=not args.no_test_time_crops,
+                                    flips=trained_flips(card.recipe))
     recalibrated = {"command": "python -m training.calibrate " + " ".join(argv or sys.argv[1:]),
                     "code_version": code_version(),
                     "created": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -277,9 +305,9 @@ def main(argv: list[str] | None = None) -> int:
                                  if "external" in card.metrics else [])
     if external:
         card = record_external(args.model, external)
-    choice = card.metrics["calibration"]["test_time_crops"]
-    print(f"{card.name}: crops {card.test_time_crops} (validation log-loss "
-          + (", ".join(f"{c['crops']}: {c['nll']:.4f}" + (
+    choice = card.metrics["calibration"]["test_time_views"]
+    print(f"{card.name}: crops {card.test_time_crops}, flips {card.test_time_flips} (validation "
+          "log-loss " + (", ".join(f"{c['crops'] + c['flips']}: {c['nll']:.4f}" + (
                 " (largest recall loss under a shift {loss:.3f}: {class} under {shift})".format(
                     **c["largest_shifted_loss"]) if "largest_shifted_loss" in c else "")
                 for c in choice["candidates"])

@@ -37,7 +37,8 @@ def export_model(model: nn.Module, folder: Path, *, modality: str, arch: str, cl
                  recipe: dict[str, Any], metrics: dict[str, Any], default: bool,
                  code_version: str, kind: str = "diagnosis",
                  decision_threshold: float | None = None, task: str = "",
-                 test_time_crops: list[float] | None = None) -> ModelCard:
+                 test_time_crops: list[float] | None = None,
+                 test_time_flips: list[str] | None = None) -> ModelCard:
     """Save weights + card into ``folder`` and check that the registry loads them back.
 
     ``code_version`` is the commit the training ran on (taken when it started, so that edits
@@ -50,7 +51,8 @@ def export_model(model: nn.Module, folder: Path, *, modality: str, arch: str, cl
                       split=split, recipe=recipe, metrics=metrics, default=default,
                       code_version=code_version, kind=kind,
                       decision_threshold=decision_threshold, task=task,
-                      test_time_crops=list(test_time_crops or []))
+                      test_time_crops=list(test_time_crops or []),
+                      test_time_flips=list(test_time_flips or []))
     size = (folder / card.weights_file).stat().st_size
     if size > MAX_WEIGHTS_BYTES:
         print(f"warning: {folder / card.weights_file} is {size / 2**20:.1f} MiB, above the "

@@ -47,7 +47,7 @@ from models.zoo import (
 )
 from training.attention import RegionSupervision
 from training.augment import Augment, normalise
-from training.calibrate import served_scores
+from training.calibrate import served_scores, trained_flips
 from training.data import (
     Dataset,
     GroupRule,
@@ -399,13 +399,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             return predict_sharded(lambda x: net(to_device(x)), images[index], recipe.batch_size, run)
 
     @torch.no_grad()
-    def served_view_logits(index: np.ndarray, crops: Sequence[float], shift: str | None
-                           ) -> torch.Tensor:
-        """``(n, 1 + len(crops), C)`` logits of ``images[index]`` (under ``shift``) and their
-        centre crops, in float32 as the app and evaluate run the model (the card's metrics)."""
+    def served_view_logits(index: np.ndarray, crops: Sequence[float], flips: Sequence[str],
+                           shift: str | None) -> torch.Tensor:
+        """``(n, 1 + len(crops) + len(flips), C)`` logits of ``images[index]`` (under ``shift``),
+        their centre crops and flips, in float32 as the app and evaluate run the model (the
+        card's metrics)."""
         model.eval()
         return predict_sharded(
-            lambda x: view_logits(model, to_device(apply_shift(shift, x) if shift else x), crops),
+            lambda x: view_logits(model, to_device(apply_shift(shift, x) if shift else x), crops,
+                                  flips),
             images[index], recipe.batch_size, run)
 
     features: dict[str, torch.Tensor] = {}
@@ -561,7 +563,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     evaluated_on = "test" if len(split.test) else "val (the test split is empty)"
     served, scores = served_scores(served_view_logits, dataset.labels, split.val,
                                    split.test if len(split.test) else split.val, dataset.classes,
-                                   crops_allowed=not args.no_test_time_crops)
+                                   crops_allowed=not args.no_test_time_crops,
+                                   flips=trained_flips(recipe.as_dict()))
     calibration = scores["calibration"]
     temperature, cut = served["temperature"], served["decision_threshold"]
     if "note" in calibration:
@@ -602,7 +605,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 f"{card.metrics['external']['accuracy']:.4f}, n={card.metrics['external']['n']}")
         log(f"saved {out} ({card.name}): {evaluated_on} accuracy {scores['accuracy']:.4f}, "
             f"macro F1 {scores['macro_f1']:.4f}, ECE {scores['ece']:.4f}, T {temperature:.3f}"
-            f", crops {served['test_time_crops']}"
+            f", crops {served['test_time_crops']}, flips {served['test_time_flips']}"
             + (f", threshold {cut:.3f}" if cut is not None else "") + " "
             f"(val ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f})")
     run.close()

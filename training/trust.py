@@ -66,7 +66,7 @@ ENTROPY_QUANTILE = 0.95
 def model_signals(loaded: LoadedModel, images: torch.Tensor, *, views: bool = False,
                   batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate features ``(N, D)`` and calibrated probabilities ``(N, C)`` of ``(N, 3, S, S)``
-    uint8 model views, decided as the app decides (the card's decision crops averaged); with
+    uint8 model views, decided as the app decides (the card's decision crops and flips averaged); with
     ``views`` the decision and each probing test-time view, ``(N, V, C)``."""
     card = loaded.card
     features, probs = [], []
@@ -75,7 +75,8 @@ def model_signals(loaded: LoadedModel, images: torch.Tensor, *, views: bool = Fa
             x = normalise(images[i:i + batch_size], card.mean, card.std).to(loaded.device)
             captured.clear()
             logits = decision_logits(view_logits(loaded.model, x, card.test_time_crops,
-                                                 altered=views), len(card.test_time_crops))
+                                                 card.test_time_flips, altered=views),
+                                     card.decision_views)
             p = probabilities(logits.flatten(0, 1), card.temperature).view(logits.shape).cpu()
             features.append(captured[0][::logits.shape[1]].float().cpu())
             probs.append(p if views else p[:, 0])

@@ -491,7 +491,7 @@ def explain_view(
     Several targets (every class, say) share ONE batched pass: the view is repeated along the
     batch and each copy differentiates its own class, so the maps are those of one target at
     a time (samples are independent in eval mode). ``Explanation.image`` is ``view``. A card
-    with ``test_time_crops`` decides on the image and its crops: the predicted class and
+    with test-time crops or flips decides on the image and those views: the predicted class and
     probabilities are that decision, as the app predicts; the maps explain the image itself.
     ``decision``: the prediction already made for this view (:func:`models.predict.predict`),
     reused; without it such a card costs one more forward pass, without gradients.
@@ -502,7 +502,7 @@ def explain_view(
     if not targets:
         raise ValueError("no target to explain")
     x = view_to_input(loaded, view)
-    if not loaded.card.test_time_crops:  # the image alone decides: the explanation pass does
+    if not loaded.card.decision_views:  # the image alone decides: the explanation pass does
         decision = None
     elif decision is None:
         from models.predict import predict_batch

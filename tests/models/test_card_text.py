@@ -74,6 +74,10 @@ def test_the_views_a_model_decides_on_are_said(card: ModelCard) -> None:
     assert model_text(card)[-1] == "Decides on the image alone"
     cropped = model_text(replace(card, test_time_crops=[0.9, 0.8]))[-1]
     assert cropped.startswith("Decides on the image and its 90% and 80% centre crops")
+    flipped = model_text(replace(card, test_time_flips=["hflip", "rot180"]))[-1]
+    assert flipped.startswith("Decides on the image and its left-right mirror image and half turn (")
+    both = model_text(replace(card, test_time_crops=[0.9], test_time_flips=["vflip"]))[-1]
+    assert both.startswith("Decides on the image and its 90% centre crop and upside-down mirror image")
 
 
 def test_a_bare_card_gives_fewer_sentences_not_errors(card: ModelCard) -> None:

@@ -145,10 +145,12 @@ def test_cli_missing_file(tiny_registry: Path, tmp_path: Path) -> None:
                            "nope.png")
 
 
-def test_a_card_with_decision_crops_decides_on_the_mean_logit_everywhere(tiny_registry: Path,
-                                                                        tmp_path: Path) -> None:
-    """Predict, evaluate and the explanation all give the decision of a card's test-time crops:
-    softmax of the mean logit of the image and its crop, over T."""
+@pytest.mark.parametrize(("crops", "flips"), [([0.8], []), ([], ["hflip", "rot180"]),
+                                              ([0.9], ["vflip"])])
+def test_a_card_with_decision_views_decides_on_the_mean_logit_everywhere(
+        tiny_registry: Path, tmp_path: Path, crops: list[float], flips: list[str]) -> None:
+    """Predict, evaluate and the explanation all give the decision of a card's test-time crops
+    and flips: softmax of the mean logit of the image and those views, over T."""
     from models.predict import model_view
     from models.registry import load_model
     from models.trust import centre_crop
@@ -157,15 +159,17 @@ def test_a_card_with_decision_crops_decides_on_the_mean_logit_everywhere(tiny_re
     from xai.engine import explain_loaded, explain_view
 
     folder = copy_entry(tiny_registry, tmp_path)
-    rewrite_card(folder, test_time_crops=[0.8], temperature=2.0)
+    rewrite_card(folder, test_time_crops=crops, test_time_flips=flips, temperature=2.0)
     loaded = load_model(folder, device="cpu")
     rgb = np.random.default_rng(4).integers(0, 255, (90, 90, 3), dtype=np.uint8)
     x = to_input(loaded, rgb)
+    dims = {"hflip": (3,), "vflip": (2,), "rot180": (2, 3)}
     with torch.no_grad():
-        mean = (loaded.model(x) + loaded.model(centre_crop(x, 0.8))) / 2
+        views = [x, *(centre_crop(x, keep) for keep in crops), *(x.flip(dims[f]) for f in flips)]
+        mean = torch.stack([loaded.model(v) for v in views]).mean(0)
         alone = torch.softmax(loaded.model(x) / 2.0, 1)[0]
     expected = torch.softmax(mean / 2.0, 1)[0].tolist()
-    assert expected != pytest.approx(alone.tolist(), abs=1e-4)  # control: the crop counts
+    assert expected != pytest.approx(alone.tolist(), abs=1e-4)  # control: the views count
 
     result = predict(loaded, rgb)
     assert list(result.probabilities.values()) == pytest.approx(expected, abs=1e-5)
@@ -194,7 +198,7 @@ def test_a_card_with_decision_crops_decides_on_the_mean_logit_everywhere(tiny_re
     np.testing.assert_allclose(reused.maps["gradcam"].map, alone.maps["gradcam"].map, atol=1e-6)
 
 
-def test_decision_crops_must_be_shares_of_the_side(tiny_registry: Path, tmp_path: Path) -> None:
+def test_decision_crops_are_shares_of_the_side_and_flips_known_names(tiny_registry: Path, tmp_path: Path) -> None:
     from models.card import CardError, ModelCard
     from tests.conftest import copy_entry, rewrite_card
 
@@ -202,4 +206,9 @@ def test_decision_crops_must_be_shares_of_the_side(tiny_registry: Path, tmp_path
     for bad in ([1.0], [0.2], ["0.9"]):
         rewrite_card(folder, test_time_crops=bad)
         with pytest.raises(CardError, match="test_time_crops"):
+            ModelCard.read(folder)
+    rewrite_card(folder, test_time_crops=[])
+    for bad in (["mirror"], ["hflip", "hflip"]):
+        rewrite_card(folder, test_time_flips=bad)
+        with pytest.raises(CardError, match="test_time_flips"):
             ModelCard.read(folder)

@@ -89,12 +89,15 @@ def test_recalibration_rescores_the_model_as_evaluate_does(generated, tmp_path, 
     assert calibrate.main(["--model", str(folder)]) == 0
     assert capsys.readouterr().out.startswith("histo-tiny: crops ")
     again = ModelCard.read(folder)
-    choice = again.metrics["calibration"]["test_time_crops"]
-    assert [c["crops"] for c in choice["candidates"]] == [[], [0.9], [0.8], [0.9, 0.8]]
+    choice = again.metrics["calibration"]["test_time_views"]
+    assert card.recipe["hflip"] and not card.recipe["vflip"]  # so the one flip tried is hflip
+    assert [(c["crops"], c["flips"]) for c in choice["candidates"]] == [
+        ([], []), ([0.9], []), ([0.8], []), ([], ["hflip"]), ([0.9, 0.8], []), ([0.9], ["hflip"]),
+        ([0.8], ["hflip"]), ([0.9, 0.8], ["hflip"])]
     # every candidate was also scored on shifted images
     assert all(set(c["shifted_recall"]) == set(SHIFTS)
                and c["largest_shifted_loss"]["class"] in again.classes for c in choice["candidates"])
-    assert again.test_time_crops == choice["chosen"]
+    assert choice["chosen"] == {"crops": again.test_time_crops, "flips": again.test_time_flips}
     assert again.metrics["recalibrated"]["command"] == f"python -m training.calibrate --model {folder}"
     assert again.metrics["training"] == card.metrics["training"] and again.sha256 == card.sha256
     assert again.trust["test"]["n"] == again.metrics["n"]
