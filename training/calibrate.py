@@ -39,8 +39,8 @@ from models.predict import decide, decision_logits, probabilities
 from training.metrics import classification_report, expected_calibration_error
 from training.shift import SHIFTS
 
-__all__ = ["CANDIDATE_CROPS", "MAX_SHIFTED_RECALL_LOSS", "MAX_THRESHOLD_DISTANCE", "MIN_VIEW_GAIN",
-           "SUSPICIOUS_TEMPERATURE",
+__all__ = ["CANDIDATE_CROPS", "MAX_SHIFTED_RECALL_LOSS", "MAX_THRESHOLD_DISTANCE",
+           "MIN_SHIFTED_IMAGES_LOST", "MIN_VIEW_GAIN", "SUSPICIOUS_TEMPERATURE",
            "calibration_record", "choose_views", "fit_temperature", "fit_threshold", "main",
            "served_scores", "trained_flips"]
 
@@ -131,6 +131,10 @@ MIN_VIEW_GAIN = 0.05
 # wider images, the image alone 0.985. Views that lower a class's recall under any shift of
 # :mod:`training.shift` by more than this, against the image alone, are not adopted.
 MAX_SHIFTED_RECALL_LOSS = 0.03
+# ... and by at least this many images: with 20 validation images of a class one image is 0.05 of
+# its recall, and over seven shifts and every class some single image flips either way by
+# chance (the histology flips gained four images across those cells and lost one).
+MIN_SHIFTED_IMAGES_LOST = 2
 
 
 def _nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
@@ -157,7 +161,8 @@ def choose_views(views: torch.Tensor, labels: torch.Tensor,
     T, where it beats the image alone by :data:`MIN_VIEW_GAIN`; and the record of every
     candidate's log-loss. ``shifted``: the same logits of the validation images under each
     named shift; a candidate that lowers any class's recall there (at its own T and two-class
-    cut) by more than :data:`MAX_SHIFTED_RECALL_LOSS` against the image alone is not adopted."""
+    cut) by more than :data:`MAX_SHIFTED_RECALL_LOSS` and :data:`MIN_SHIFTED_IMAGES_LOST` images
+    against the image alone is not adopted."""
     names = list(classes) if classes else [str(k) for k in range(views.shape[-1])]
     crop_sets: list[tuple[float, ...]] = [()]
     for keep in crops:
@@ -183,14 +188,18 @@ def choose_views(views: torch.Tensor, labels: torch.Tensor,
         scored.append(entry)
     alone = scored[0]
     if shifted:
+        support = {name: int((labels == k).sum()) for k, name in enumerate(names)}
         for entry in scored:
-            loss, shift, name = max(
-                (alone["shifted_recall"][shift][name] - recall, shift, name)
-                for shift, recalls in entry["shifted_recall"].items()
-                for name, recall in recalls.items())
-            entry["largest_shifted_loss"] = {"loss": loss, "shift": shift, "class": name}
-    eligible = [c for c in scored
-                if not shifted or c["largest_shifted_loss"]["loss"] <= MAX_SHIFTED_RECALL_LOSS]
+            cells = [(alone["shifted_recall"][shift][name] - recall, shift, name)
+                     for shift, recalls in entry["shifted_recall"].items()
+                     for name, recall in recalls.items()]
+            loss, shift, name = max(cells)
+            entry["largest_shifted_loss"] = {"loss": loss, "images": round(loss * support[name]),
+                                             "shift": shift, "class": name}
+            entry["vetoed"] = any(lost > MAX_SHIFTED_RECALL_LOSS
+                                  and round(lost * support[k]) >= MIN_SHIFTED_IMAGES_LOST
+                                  for lost, _, k in cells)
+    eligible = [c for c in scored if not c.get("vetoed")]
     best = min(eligible, key=lambda c: c["nll"])  # the first (fewest views) of equals
     if best["nll"] > (1 - MIN_VIEW_GAIN) * alone["nll"]:
         best = alone
@@ -199,7 +208,8 @@ def choose_views(views: torch.Tensor, labels: torch.Tensor,
             + f", averaged, adopted when {MIN_VIEW_GAIN:.0%} below the image alone")
     if shifted:
         rule += (f" and when under none of the shifts ({', '.join(shifted)}) it lowers a class's "
-                 f"recall by more than {MAX_SHIFTED_RECALL_LOSS:g} against the image alone")
+                 f"recall by more than {MAX_SHIFTED_RECALL_LOSS:g} and {MIN_SHIFTED_IMAGES_LOST} "
+                 f"or more images against the image alone")
     chosen = {"crops": best["crops"], "flips": best["flips"]}
     return best["crops"], best["flips"], {"chosen": chosen, "candidates": scored, "rule": rule}
 
@@ -308,8 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     choice = card.metrics["calibration"]["test_time_views"]
     print(f"{card.name}: crops {card.test_time_crops}, flips {card.test_time_flips} (validation "
           "log-loss " + (", ".join(f"{c['crops'] + c['flips']}: {c['nll']:.4f}" + (
-                " (largest recall loss under a shift {loss:.3f}: {class} under {shift})".format(
-                    **c["largest_shifted_loss"]) if "largest_shifted_loss" in c else "")
+                " (largest recall loss under a shift {loss:.3f}, {images} images: {class} under "
+                "{shift}){veto}".format(**c["largest_shifted_loss"],
+                                        veto=", vetoed" if c.get("vetoed") else "")
+                if "largest_shifted_loss" in c else "")
                 for c in choice["candidates"])
              if "candidates" in choice else choice["rule"])
           + f"), T {card.temperature:.3f}"

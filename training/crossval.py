@@ -7,7 +7,9 @@ runs of one recipe share the ratio split's test images and each validates on ano
 fold of the rest, so together they score every non-test image once, out of fold. A small
 validation split decides on one or two images; the pooled figures decide on all of them. Runs
 are grouped by recipe (everything but the fold and the command line); one row per recipe, named
-by the settings that differ between them. The test split is never read.
+by the settings that differ between them; below, where the runs' cards carry them, every
+decision-view candidate pooled: its log-loss and the shift guard's largest class-recall loss
+over all runs' images. The test split is never read.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class PooledFolds:
     balanced_accuracy: float
     log_loss: float
     fold_errors: list[int]
+    views: dict[str, dict[str, Any]]
 
     @property
     def complete(self) -> bool:
@@ -67,6 +70,55 @@ def _val_figures(card: Mapping[str, Any], where: str) -> tuple[int, int, dict[st
                  for c, m in val["per_class"].items()}
     n = int(val["n"])
     return n, n - sum(c for c, _ in per_class.values()), per_class, float(calibration["nll_before"])
+
+
+def _views_name(candidate: Mapping[str, Any]) -> str:
+    views = [f"{c:g} crop" for c in candidate.get("crops", [])] + list(candidate.get("flips", []))
+    return " + ".join(["image", *views])
+
+
+def _pooled_views(cards: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every decision-view candidate that all runs scored (:func:`training.calibrate.choose_views`),
+    pooled over the runs: its validation log-loss (each run at its own fitted T) and, where the
+    runs scored shifts, each class's recall under each shift over all runs' images, with its
+    largest loss against the image alone and whether the shift guard's rule vetoes it."""
+    from training.calibrate import MAX_SHIFTED_RECALL_LOSS, MIN_SHIFTED_IMAGES_LOST
+
+    runs = []
+    for card in cards:
+        val = card["metrics"]["val"]
+        support = {c: int(m["support"]) for c, m in val["per_class"].items()}
+        choice = card["metrics"]["calibration"].get("test_time_views", {})
+        runs.append((int(val["n"]), support, {_views_name(c): c for c in choice.get("candidates", [])}))
+    names = [name for name in runs[0][2] if all(name in r[2] for r in runs)] if runs else []
+    total = sum(n for n, _, _ in runs)
+    pooled: dict[str, dict[str, Any]] = {}
+    for name in names:
+        entry: dict[str, Any] = {"nll": sum(n * c[name]["nll"] for n, _, c in runs) / total}
+        if all("shifted_recall" in c[name] for _, _, c in runs):
+            hits: dict[tuple[str, str], list[float]] = {}
+            for _, support, c in runs:
+                for shift, recalls in c[name]["shifted_recall"].items():
+                    for k, recall in recalls.items():
+                        cell = hits.setdefault((shift, k), [0.0, 0])
+                        cell[0] += recall * support[k]
+                        cell[1] += support[k]
+            entry["shifted_recall"] = {cell: h / s for cell, (h, s) in hits.items()}
+            entry["support"] = {cell: s for cell, (_, s) in hits.items()}
+        pooled[name] = entry
+    alone = pooled.get("image", {}).get("shifted_recall")
+    for entry in pooled.values():
+        if alone and "shifted_recall" in entry:
+            cells = [(alone[cell] - recall, round((alone[cell] - recall) * entry["support"][cell]),
+                      cell) for cell, recall in entry["shifted_recall"].items()]
+            loss, images, (shift, k) = max(cells)
+            entry["largest_shifted_loss"] = {"loss": loss, "images": images, "shift": shift,
+                                             "class": k}
+            entry["vetoed"] = any(lost > MAX_SHIFTED_RECALL_LOSS and n >= MIN_SHIFTED_IMAGES_LOST
+                                  for lost, n, _ in cells)
+        entry.pop("shifted_recall", None)
+        entry.pop("support", None)
+    return pooled
 
 
 def _label(key: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> str:
@@ -109,7 +161,8 @@ def pool_folds(cards: Sequence[tuple[str, Mapping[str, Any]]]) -> list[PooledFol
             accuracy=(n - errors) / n, accuracy_ci=wilson_interval(n - errors, n),
             balanced_accuracy=sum(h / s for h, s in correct.values()) / len(correct),
             log_loss=sum(f[0] * f[3] for f in figures) / n,
-            fold_errors=[f[1] for f in figures]))
+            fold_errors=[f[1] for f in figures],
+            views=_pooled_views([card for _, card in members])))
     return pooled
 
 
@@ -137,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         print("recipe | n (out of fold) | errors (per fold) | accuracy (95% CI) | balanced accuracy "
               "| log-loss (T = 1)")
         print("\n".join(_row(p) for p in sorted(pooled, key=lambda p: p.log_loss)))
+        for p in pooled:
+            if p.views:
+                print(f"\n{p.recipe}: decision views, pooled validation log-loss (each run at its "
+                      "own T); largest loss of a class's recall under a shift")
+                print("\n".join(f"  {name}: {v['nll']:.4f}" + (
+                    " ({loss:.3f}, {images} images: {class} under {shift})".format(
+                        **v["largest_shifted_loss"]) + (" vetoed" if v["vetoed"] else "")
+                    if "largest_shifted_loss" in v else "") for name, v in p.views.items()))
     return 0
 
 

@@ -170,3 +170,19 @@ def test_a_crop_that_holds_under_the_shifts_is_still_chosen() -> None:
     chosen, _, record = choose_views(views, labels, harmless, ["normal", "pneumonia"])
     assert chosen == [0.8]
     assert all(set(c["shifted_recall"]) == set(harmless) for c in record["candidates"])
+
+
+@pytest.mark.parametrize(("lost", "vetoed"), [(1, False), (2, True)])
+def test_a_veto_needs_two_images_of_a_small_class(lost: int, vetoed: bool) -> None:
+    """With 20 validation images of a class one image is 0.05 of its recall, above the limit
+    alone: a single image that flips under one shift is chance, two are a loss."""
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.arange(40) % 2
+    signal = 4.0 * torch.nn.functional.one_hot(labels, 2)  # every view right: only the cost counts
+    views = torch.stack([signal + torch.randn(40, 2, generator=generator) for _ in range(3)], 1)
+    shifted = {"half resolution": _cost_one_class(views, labels, 0.8, lost / 20), "blur": views}
+    chosen, _, record = choose_views(views, labels, shifted, ["normal", "pneumonia"])
+    entry = next(c for c in record["candidates"] if c["crops"] == [0.8])
+    assert entry["largest_shifted_loss"]["images"] == lost
+    assert entry["largest_shifted_loss"]["loss"] > MAX_SHIFTED_RECALL_LOSS
+    assert entry["vetoed"] is vetoed and (0.8 in chosen) is not vetoed

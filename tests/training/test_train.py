@@ -449,7 +449,7 @@ def test_validation_folds_pool_every_non_test_image_once(generated, tmp_path: Pa
     from training import crossval
 
     data, weights, plain = generated
-    quick = ("--epochs", "1", "--warmup-epochs", "0", "--val-folds", "2")
+    quick = ("--epochs", "1", "--warmup-epochs", "0", "--val-folds", "2", "--hflip")
     runs = [tmp_path / name for name in ("a0", "a1", "b0")]
     cards = [_train(data, runs[0], tmp_path / "c0", *quick, "--val-fold", "0"),
              _train(data, runs[1], tmp_path / "c1", *quick, "--val-fold", "1"),
@@ -464,6 +464,14 @@ def test_validation_folds_pool_every_non_test_image_once(generated, tmp_path: Pa
     assert first["errors"] == round(sum(c.metrics["val"]["n"] * (1 - c.metrics["val"]["accuracy"])
                                         for c in cards[:2]))
     assert not other["complete"] and other["recipe"].startswith("lr=0.01")
+    # the decision-view candidates (image alone, crops, the hflip the runs trained with) pooled
+    views = first["views"]
+    assert views["image"]["nll"] == pytest.approx(sum(
+        c.metrics["val"]["n"] * c.metrics["calibration"]["test_time_views"]["candidates"][0]["nll"]
+        for c in cards[:2]) / non_test)
+    assert {"image + 0.9 crop", "image + hflip", "image + 0.9 crop + 0.8 crop + hflip"} <= set(views)
+    assert views["image"]["largest_shifted_loss"]["loss"] == 0 and not views["image"]["vetoed"]
+    assert all(v["largest_shifted_loss"]["shift"] in SHIFTS for v in views.values())
     assert crossval.main([str(runs[0]), str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert crossval.main([str(weights / "histo-tiny")]) == 2
