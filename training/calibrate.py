@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -293,9 +294,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    started = time.monotonic()
+
+    def step(message: str) -> None:
+        """A progress line on stderr: the whole run takes minutes to an hour on a CPU."""
+        print(f"[{time.monotonic() - started:6.0f} s] {message}", file=sys.stderr, flush=True)
+
     @torch.inference_mode()
     def view_logits_of(index: np.ndarray, crops: Sequence[float], flips: Sequence[str],
                        shift: str | None) -> torch.Tensor:
+        step(f"{len(index)} images x {1 + len(crops) + len(flips)} views"
+             + (f", under {shift}" if shift else ""))
         chunks = (images[index[i:i + 32]] for i in range(0, len(index), 32))
         return torch.cat([view_logits(loaded.model, normalise(apply_shift(shift, x) if shift else x,
                                                               card.mean, card.std), crops, flips)
@@ -310,10 +319,12 @@ def main(argv: list[str] | None = None) -> int:
                     "created": datetime.now(UTC).isoformat(timespec="seconds")}
     replace(card, **fields, metrics={**card.metrics, **metrics,
                                      "recalibrated": recalibrated}).write(args.model)
+    step("trust signals")
     card = fit_trust(args.model, images, dataset.labels, split)
     external = args.external or ([Path(d) for d in card.metrics["external"]["data"].split(" ")]
                                  if "external" in card.metrics else [])
     if external:
+        step("external sources")
         card = record_external(args.model, external)
     choice = card.metrics["calibration"]["test_time_views"]
     print(f"{card.name}: crops {card.test_time_crops}, flips {card.test_time_flips} (validation "

@@ -87,7 +87,10 @@ def test_recalibration_rescores_the_model_as_evaluate_does(generated, tmp_path, 
     shutil.copytree(weights / "histo-tiny", folder)
     capsys.readouterr()
     assert calibrate.main(["--model", str(folder)]) == 0
-    assert capsys.readouterr().out.startswith("histo-tiny: crops ")
+    printed = capsys.readouterr()
+    assert printed.out.startswith("histo-tiny: crops ")
+    # progress on stderr: each scoring pass, the shift guard's passes, the trust signals
+    assert "x 4 views, under sharpen x2" in printed.err and "trust signals" in printed.err
     again = ModelCard.read(folder)
     choice = again.metrics["calibration"]["test_time_views"]
     assert card.recipe["hflip"] and not card.recipe["vflip"]  # so the one flip tried is hflip
@@ -110,6 +113,7 @@ def test_recalibration_rescores_the_model_as_evaluate_does(generated, tmp_path, 
     alone = ModelCard.read(folder)
     assert alone.test_time_crops == [] and alone.metrics["recalibrated"]["command"].endswith(
         "--no-test-time-crops")
+    capsys.readouterr()
     assert calibrate.main(["--model", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
 
