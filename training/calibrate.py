@@ -29,16 +29,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from sklearn.metrics import balanced_accuracy_score
-from torch.nn import functional as F
 
-from models.predict import decide, decision_logits, probabilities
-from training.metrics import classification_report, expected_calibration_error
-from training.shift import SHIFTS
+if TYPE_CHECKING:  # torch, scikit-learn and the models load on use: `--help` answers at once
+    import torch
 
 __all__ = ["CANDIDATE_CROPS", "MAX_SHIFTED_RECALL_LOSS", "MAX_THRESHOLD_DISTANCE",
            "MIN_SHIFTED_IMAGES_LOST", "MIN_VIEW_GAIN", "SUSPICIOUS_TEMPERATURE",
@@ -48,6 +44,9 @@ __all__ = ["CANDIDATE_CROPS", "MAX_SHIFTED_RECALL_LOSS", "MAX_THRESHOLD_DISTANCE
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
     """The T > 0 that minimises the negative log-likelihood of ``labels`` (LBFGS on log T)."""
+    import torch
+    from torch.nn import functional as F
+
     logits, labels = logits.detach().float(), labels.detach().long()
     log_t = torch.zeros(1, requires_grad=True)
     optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
@@ -67,6 +66,8 @@ def fit_threshold(probs: np.ndarray, labels: np.ndarray,
     """The cut on ``probs[:, 1]`` (two classes) with the best balanced accuracy on ``labels``;
     candidates are 0.5 and the midpoints between consecutive distinct probabilities within
     ``max_distance`` of 0.5 (default :data:`MAX_THRESHOLD_DISTANCE`; 0.5: any cut)."""
+    from sklearn.metrics import balanced_accuracy_score
+
     positive, labels = np.asarray(probs, dtype=float)[:, 1], np.asarray(labels)
     distance = MAX_THRESHOLD_DISTANCE if max_distance is None else max_distance
     values = np.unique(positive)
@@ -92,6 +93,12 @@ def calibration_record(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     as T -> 0) or suspicious (T < 0.5, or a best validation cut below 0.1 or above 0.9, which is
     not adopted). Two classes: ``decision_threshold`` and the validation balanced accuracy at
     0.5 and at the threshold."""
+    from sklearn.metrics import balanced_accuracy_score
+    from torch.nn import functional as F
+
+    from models.predict import probabilities
+    from training.metrics import expected_calibration_error
+
     errors = int((logits.argmax(1) != labels).sum())
     temperature = fit_temperature(logits, labels) if errors else 1.0
     record: dict[str, float | str] = {"temperature": temperature, "validation_errors": errors}
@@ -139,12 +146,16 @@ MIN_SHIFTED_IMAGES_LOST = 2
 
 
 def _nll(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
+    from torch.nn import functional as F
+
     return float(F.cross_entropy(logits.float() / temperature, labels))
 
 
 def _recalls(logits: torch.Tensor, labels: torch.Tensor, temperature: float, cut: float | None,
              classes: Sequence[str]) -> dict[str, float]:
     """Recall of each class present in ``labels``, deciding as the app does."""
+    from models.predict import decide, probabilities
+
     decided = decide(probabilities(logits, temperature), cut)
     return {classes[k]: float((decided[labels == k] == k).float().mean())
             for k in labels.unique().tolist()}
@@ -164,6 +175,8 @@ def choose_views(views: torch.Tensor, labels: torch.Tensor,
     named shift; a candidate that lowers any class's recall there (at its own T and two-class
     cut) by more than :data:`MAX_SHIFTED_RECALL_LOSS` and :data:`MIN_SHIFTED_IMAGES_LOST` images
     against the image alone is not adopted."""
+    from models.predict import probabilities
+
     names = list(classes) if classes else [str(k) for k in range(views.shape[-1])]
     crop_sets: list[tuple[float, ...]] = [()]
     for keep in crops:
@@ -234,6 +247,12 @@ def served_scores(view_logits_of: Callable[[np.ndarray, Sequence[float], Sequenc
     crops and their flips. Returns the card's fields (``test_time_crops``, ``test_time_flips``,
     ``temperature``, ``decision_threshold``) and its metrics (the final report, ``calibration``
     and ``val``)."""
+    import torch
+
+    from models.predict import decision_logits, probabilities
+    from training.metrics import classification_report
+    from training.shift import SHIFTS
+
     candidates = CANDIDATE_CROPS if crops_allowed else ()
     val_views = view_logits_of(val, candidates, flips, None)
     val_labels = torch.as_tensor(labels[val]).long()
@@ -278,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-test-time-crops", action="store_true",
                         help="no centre crops are tried (flips the model was trained with are)")
     args = parser.parse_args(argv)
+    import torch
+
     from models.card import code_version
     from models.predict import view_logits
     from models.registry import ModelUnavailable, load_model

@@ -16,33 +16,17 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from imaging.preprocess import kept_region
 from models.card import ModelCard
-from models.predict import decide, decision_logits, feature_layer, probabilities, view_logits
-from models.registry import LoadedModel, ModelUnavailable, load_model, sha256_bytes
-from models.trust import (
-    TRUST_FILE,
-    FeatureGuard,
-    capture_features,
-    normalised_entropy,
-    reference_sample,
-)
-from training.augment import normalise
-from training.data import (
-    Dataset,
-    GroupRule,
-    Split,
-    decode_images,
-    dhash,
-    list_sources,
-    make_split,
-    thumbnails,
-)
+
+if TYPE_CHECKING:  # torch and the models load on use: `--help` answers at once
+    import torch
+
+    from models.registry import LoadedModel
+    from training.data import Dataset, Split
 
 __all__ = ["ENTROPY_QUANTILE", "OOD_MIN_PER_CLASS", "OOD_QUANTILE", "fit_trust", "flagged_by_guard", "main", "model_signals",
            "rebuild_split", "trust_report"]
@@ -62,15 +46,20 @@ OOD_MIN_PER_CLASS = 30
 ENTROPY_QUANTILE = 0.95
 
 
-@torch.inference_mode()
 def model_signals(loaded: LoadedModel, images: torch.Tensor, *, views: bool = False,
                   batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate features ``(N, D)`` and calibrated probabilities ``(N, C)`` of ``(N, 3, S, S)``
     uint8 model views, decided as the app decides (the card's decision crops and flips averaged); with
     ``views`` the decision and each probing test-time view, ``(N, V, C)``."""
+    import torch
+
+    from models.predict import decision_logits, feature_layer, probabilities, view_logits
+    from models.trust import capture_features
+    from training.augment import normalise
+
     card = loaded.card
     features, probs = [], []
-    with capture_features(loaded.model, feature_layer(loaded)) as captured:
+    with torch.inference_mode(), capture_features(loaded.model, feature_layer(loaded)) as captured:
         for i in range(0, len(images), batch_size):
             x = normalise(images[i:i + batch_size], card.mean, card.std).to(loaded.device)
             captured.clear()
@@ -88,6 +77,8 @@ def flagged_by_guard(loaded: LoadedModel, features: torch.Tensor, probs: torch.T
     """Which images (features and calibrated probabilities from :func:`model_signals`) the
     model's guard flags as unlike its training data, each held to its predicted class's
     threshold."""
+    from models.predict import decide
+
     assert loaded.guard is not None, f"{loaded.card.name} has no fitted guard"
     predicted = decide(probs, loaded.card.decision_threshold)
     return (~loaded.guard.in_distribution(features, predicted)).numpy()
@@ -99,6 +90,9 @@ def _accuracy(correct: np.ndarray) -> float | None:
 
 def trust_report(loaded: LoadedModel, images: torch.Tensor, labels: np.ndarray) -> dict[str, Any]:
     """On labelled images: share flagged by each signal and accuracy of flagged vs unflagged."""
+    from models.predict import decide
+    from models.trust import normalised_entropy
+
     features, view_probs = model_signals(loaded, images, views=True)
     probs = view_probs[:, 0]
     cut = loaded.card.decision_threshold
@@ -126,6 +120,12 @@ def trust_report(loaded: LoadedModel, images: torch.Tensor, labels: np.ndarray) 
 
 def fit_trust(folder: Path, images: torch.Tensor, labels: np.ndarray, split: Split) -> ModelCard:
     """Fit and store the trust signals of the model in ``folder`` from its own split."""
+    from safetensors.torch import save
+
+    from models.predict import decide, feature_layer
+    from models.registry import load_model, sha256_bytes
+    from models.trust import TRUST_FILE, FeatureGuard, normalised_entropy, reference_sample
+
     loaded = load_model(folder, device="cpu")
     train = split.train[reference_sample(len(split.train)).numpy()]  # the guard keeps no more
     train_features, _ = model_signals(loaded, images[train])
@@ -136,8 +136,6 @@ def fit_trust(folder: Path, images: torch.Tensor, labels: np.ndarray, split: Spl
         val_classes=decide(val_probs, loaded.card.decision_threshold) if per_class else None,
         min_per_class=OOD_MIN_PER_CLASS)
     entropy_threshold = float(np.quantile(normalised_entropy(val_probs).numpy(), ENTROPY_QUANTILE))
-    from safetensors.torch import save
-
     data = save({"reference": guard.reference.half().contiguous()})
     (folder / TRUST_FILE).write_bytes(data)
     rule = f"{OOD_QUANTILE:.0%} quantile of validation scores"
@@ -170,6 +168,11 @@ def fit_trust(folder: Path, images: torch.Tensor, labels: np.ndarray, split: Spl
 def rebuild_split(card: ModelCard, sources: list[Path] | None = None
                   ) -> tuple[Dataset, torch.Tensor, Split]:
     """The card's dataset, decoded model views and split, exactly as training made them."""
+    import torch
+
+    from imaging.preprocess import kept_region
+    from training.data import GroupRule, decode_images, dhash, list_sources, make_split, thumbnails
+
     sources = sources or [Path(s["source"]) for s in card.data.get("sources", [])] \
         or [Path(card.data["source"])]
     rule_record = card.split.get("group_rule", {})
@@ -202,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the training sources, in order (default: those on the card)")
     parser.add_argument("--json", action="store_true", help="print the test report as JSON")
     args = parser.parse_args(argv)
+    from models.registry import ModelUnavailable
+
     try:
         card = ModelCard.read(args.model)
         dataset, images, split = rebuild_split(card, args.data)
