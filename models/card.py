@@ -198,14 +198,16 @@ def routed_to(label: str) -> tuple[str, str | None]:
     raise CardError(f"router class {label!r} is neither a modality nor a task")
 
 
-def code_version() -> str:
-    """The git commit of this checkout (``+dirty`` with uncommitted changes), else ``unknown``."""
-    repo = Path(__file__).resolve().parents[1]
+def code_version(repo: Path | None = None) -> str:
+    """The git commit of this checkout (``+dirty`` with uncommitted changes outside ``weights/``:
+    the registry's cards and weights are what the tools write, not code), else ``unknown``."""
+    repo = repo or Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, check=True, timeout=10).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude)weights"], cwd=repo, capture_output=True,
+                               text=True, check=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+dirty" if dirty.strip() else "")

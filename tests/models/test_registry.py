@@ -194,3 +194,28 @@ def test_home_page_shows_unknown_arch_as_not_ready(tiny_registry: Path, tmp_path
     table = at.table[0].value
     status = dict(zip(table["modality"], table["status"], strict=True))
     assert "no_such_net" in status["mri"] and status["xray"] == "ready"
+
+
+def test_code_version_ignores_the_registry_but_not_code(tmp_path: Path) -> None:
+    """A recalibrated card in ``weights/`` leaves the code clean; an edited module does not."""
+    import subprocess
+
+    from models.card import code_version
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+
+    (tmp_path / "weights" / "m").mkdir(parents=True)
+    (tmp_path / "weights" / "m" / "card.json").write_text("{}")
+    (tmp_path / "train.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    commit = git("rev-parse", "HEAD").strip()
+    assert code_version(tmp_path) == commit
+    (tmp_path / "weights" / "m" / "card.json").write_text('{"temperature": 0.5}')
+    assert code_version(tmp_path) == commit
+    (tmp_path / "train.py").write_text("x = 2\n")
+    assert code_version(tmp_path) == commit + "+dirty"
+    assert code_version(tmp_path / "no-repo-here") == "unknown"
