@@ -307,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     from training.shift import apply_shift
     from training.trust import fit_trust, rebuild_split
 
+    started = time.monotonic()
+
+    def step(message: str) -> None:
+        """A progress line on stderr: the whole run takes minutes to an hour on a CPU."""
+        print(f"[{time.monotonic() - started:6.0f} s] {message}", file=sys.stderr, flush=True)
+
     try:
         loaded = load_model(args.model, device="cpu")
         card = loaded.card
@@ -314,12 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelUnavailable, FileNotFoundError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    started = time.monotonic()
-
-    def step(message: str) -> None:
-        """A progress line on stderr: the whole run takes minutes to an hour on a CPU."""
-        print(f"[{time.monotonic() - started:6.0f} s] {message}", file=sys.stderr, flush=True)
+    step(f"{card.name}: split rebuilt, {len(images)} images decoded")
 
     @torch.inference_mode()
     def view_logits_of(index: np.ndarray, crops: Sequence[float], flips: Sequence[str],

@@ -90,6 +90,7 @@ def test_recalibration_rescores_the_model_as_evaluate_does(generated, tmp_path, 
     printed = capsys.readouterr()
     assert printed.out.startswith("histo-tiny: crops ")
     # progress on stderr: each scoring pass, the shift guard's passes, the trust signals
+    assert "histo-tiny: split rebuilt" in printed.err.splitlines()[0]
     assert "x 4 views, under sharpen x2" in printed.err and "trust signals" in printed.err
     again = ModelCard.read(folder)
     choice = again.metrics["calibration"]["test_time_views"]
