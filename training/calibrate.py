@@ -17,16 +17,19 @@ errors keeps 0.5.
 
 ``python -m training.calibrate --model weights/NAME`` re-chooses the views, T and threshold of a
 registered model on its own validation split (rebuilt from the card), re-scores its test split
-(and its external sources) and refits its trust signals, without retraining.
+(and its external sources) and refits its trust signals, without retraining. With
+``--views-from RUN ...`` the views are those chosen on the validation folds pooled over
+``--val-folds`` runs of the model's recipe (:func:`training.crossval.decision_views`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +40,7 @@ if TYPE_CHECKING:  # torch, scikit-learn and the models load on use: `--help` an
     import torch
 
 __all__ = ["CANDIDATE_CROPS", "MAX_SHIFTED_RECALL_LOSS", "MAX_THRESHOLD_DISTANCE",
-           "MIN_SHIFTED_IMAGES_LOST", "MIN_VIEW_GAIN", "SUSPICIOUS_TEMPERATURE",
+           "MIN_SHIFTED_IMAGES_LOST", "MIN_VIEW_GAIN", "SUSPICIOUS_TEMPERATURE", "adopt",
            "calibration_record", "choose_views", "fit_temperature", "fit_threshold", "main",
            "served_scores", "trained_flips"]
 
@@ -213,10 +216,7 @@ def choose_views(views: torch.Tensor, labels: torch.Tensor,
             entry["vetoed"] = any(lost > MAX_SHIFTED_RECALL_LOSS
                                   and round(lost * support[k]) >= MIN_SHIFTED_IMAGES_LOST
                                   for lost, _, k in cells)
-    eligible = [c for c in scored if not c.get("vetoed")]
-    best = min(eligible, key=lambda c: c["nll"])  # the first (fewest views) of equals
-    if best["nll"] > (1 - MIN_VIEW_GAIN) * alone["nll"]:
-        best = alone
+    best = adopt(scored)
     rule = (f"lowest calibrated validation log-loss of the image alone and its centre crops "
             f"{list(crops)}" + (f", each with and without the flips {list(flips)}" if flips else "")
             + f", averaged, adopted when {MIN_VIEW_GAIN:.0%} below the image alone")
@@ -228,6 +228,16 @@ def choose_views(views: torch.Tensor, labels: torch.Tensor,
     return best["crops"], best["flips"], {"chosen": chosen, "candidates": scored, "rule": rule}
 
 
+def adopt(scored: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """Of decision-view candidates (each with ``crops``, ``flips``, calibrated ``nll`` and, where
+    the shift guard vetoes it, ``vetoed``; fewest views first), the one with the lowest log-loss
+    that is not vetoed, where it beats the image alone by :data:`MIN_VIEW_GAIN`; else the image
+    alone."""
+    alone = next(c for c in scored if not c["crops"] and not c["flips"])
+    best = min((c for c in scored if not c.get("vetoed")), key=lambda c: c["nll"])
+    return best if best["nll"] <= (1 - MIN_VIEW_GAIN) * alone["nll"] else alone
+
+
 def trained_flips(recipe: Mapping[str, Any]) -> list[str]:
     """The flips of :data:`models.card.FLIPS` a model trained with ``recipe`` has seen."""
     h, v = bool(recipe.get("hflip")), bool(recipe.get("vflip"))
@@ -237,26 +247,33 @@ def trained_flips(recipe: Mapping[str, Any]) -> list[str]:
 def served_scores(view_logits_of: Callable[[np.ndarray, Sequence[float], Sequence[str], str | None],
                                            torch.Tensor],
                   labels: np.ndarray, val: np.ndarray, final: np.ndarray, classes: list[str],
-                  *, crops_allowed: bool = True, flips: Sequence[str] = ()
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+                  *, crops_allowed: bool = True, flips: Sequence[str] = (),
+                  decided: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Choose the decision views among the centre crops (unless not ``crops_allowed``) and
     ``flips`` (the model's :func:`trained_flips`) and calibrate on the ``val`` indices, then
     score the ``final`` (test) indices as the app decides. ``view_logits_of(index, crops, flips,
     shift)``: the ``(n, 1 + len(crops) + len(flips), C)`` logits of those images (under the
     named shift of :data:`training.shift.SHIFTS`, or as they are for ``None``), their centre
-    crops and their flips. Returns the card's fields (``test_time_crops``, ``test_time_flips``,
-    ``temperature``, ``decision_threshold``) and its metrics (the final report, ``calibration``
-    and ``val``)."""
+    crops and their flips. ``decided``: views chosen elsewhere (a record like
+    :func:`choose_views`' with its ``chosen`` crops and flips, e.g. on pooled validation folds:
+    :func:`training.crossval.decision_views`), only calibrated here. Returns the card's fields
+    (``test_time_crops``, ``test_time_flips``, ``temperature``, ``decision_threshold``) and its
+    metrics (the final report, ``calibration`` and ``val``)."""
     import torch
 
     from models.predict import decision_logits, probabilities
     from training.metrics import classification_report
     from training.shift import SHIFTS
 
-    candidates = CANDIDATE_CROPS if crops_allowed else ()
+    if decided is not None:
+        candidates, flips = tuple(decided["chosen"]["crops"]), decided["chosen"]["flips"]
+    else:
+        candidates = CANDIDATE_CROPS if crops_allowed else ()
     val_views = view_logits_of(val, candidates, flips, None)
     val_labels = torch.as_tensor(labels[val]).long()
-    if candidates or flips:
+    if decided is not None:
+        crops, chosen_flips, choice = list(candidates), list(flips), dict(decided)
+    elif candidates or flips:
         shifted = {name: view_logits_of(val, candidates, flips, name) for name in SHIFTS}
         crops, chosen_flips, choice = choose_views(val_views, val_labels, shifted, classes,
                                                    flips, candidates)
@@ -296,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
                              "the sources they were scored on, when the card has them)")
     parser.add_argument("--no-test-time-crops", action="store_true",
                         help="no centre crops are tried (flips the model was trained with are)")
+    parser.add_argument("--views-from", type=Path, nargs="+", metavar="RUN",
+                        help="choose the decision views on the validation folds pooled over these "
+                             "--val-folds runs of the model's recipe (python -m training.crossval),"
+                             " not on the model's own validation split; T and threshold are still "
+                             "fitted on it")
     args = parser.parse_args(argv)
     import torch
 
@@ -303,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.predict import view_logits
     from models.registry import ModelUnavailable, load_model
     from training.augment import normalise
+    from training.crossval import decision_views
     from training.evaluate import record_external
     from training.shift import apply_shift
     from training.trust import fit_trust, rebuild_split
@@ -316,8 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loaded = load_model(args.model, device="cpu")
         card = loaded.card
+        decided = (decision_views(asdict(card), [(str(run), json.loads((run / "card.json")
+                                                                         .read_text()))
+                                                   for run in args.views_from])
+                   if args.views_from else None)
         dataset, images, split = rebuild_split(card, args.data)
-    except (ModelUnavailable, FileNotFoundError, ValueError, KeyError) as exc:
+    except (ModelUnavailable, OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     step(f"{card.name}: split rebuilt, {len(images)} images decoded")
@@ -335,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     final = split.test if len(split.test) else split.val
     fields, metrics = served_scores(view_logits_of, dataset.labels, split.val, final, card.classes,
                                     crops_allowed=not args.no_test_time_crops,
-                                    flips=trained_flips(card.recipe))
+                                    flips=trained_flips(card.recipe), decided=decided)
     recalibrated = {"command": "python -m training.calibrate " + " ".join(argv or sys.argv[1:]),
                     "code_version": code_version(),
                     "created": datetime.now(UTC).isoformat(timespec="seconds")}

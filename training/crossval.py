@@ -24,7 +24,7 @@ from typing import Any
 
 from models.card import wilson_interval
 
-__all__ = ["PooledFolds", "main", "pool_folds", "recipe_key"]
+__all__ = ["PooledFolds", "decision_views", "main", "pool_folds", "recipe_key"]
 
 # Recipe entries that differ between the folds of one recipe, or say nothing about the recipe.
 NOT_RECIPE = frozenset({"val_fold", "command", "resumed_with", "device", "world_size", "torch"})
@@ -94,7 +94,9 @@ def _pooled_views(cards: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
     total = sum(n for n, _, _ in runs)
     pooled: dict[str, dict[str, Any]] = {}
     for name in names:
-        entry: dict[str, Any] = {"nll": sum(n * c[name]["nll"] for n, _, c in runs) / total}
+        entry: dict[str, Any] = {"crops": runs[0][2][name]["crops"],
+                                 "flips": runs[0][2][name]["flips"],
+                                 "nll": sum(n * c[name]["nll"] for n, _, c in runs) / total}
         if all("shifted_recall" in c[name] for _, _, c in runs):
             hits: dict[tuple[str, str], list[float]] = {}
             for _, support, c in runs:
@@ -164,6 +166,36 @@ def pool_folds(cards: Sequence[tuple[str, Mapping[str, Any]]]) -> list[PooledFol
             fold_errors=[f[1] for f in figures],
             views=_pooled_views([card for _, card in members])))
     return pooled
+
+
+def decision_views(model: Mapping[str, Any], runs: Sequence[tuple[str, Mapping[str, Any]]]
+                   ) -> dict[str, Any]:
+    """The decision views of ``model`` (a card), chosen by the rule of
+    :func:`training.calibrate.choose_views` on the candidates pooled over ``runs``: ``(name,
+    card)`` of ``--val-folds`` runs of its recipe. The record for its card's calibration."""
+    from training.calibrate import MIN_VIEW_GAIN, adopt
+
+    pooled = pool_folds(runs)
+    if len(pooled) != 1:
+        raise ValueError(f"the runs are {len(pooled)} recipes, not one: "
+                         f"{'; '.join(p.recipe for p in pooled)}")
+    ours, theirs = recipe_key(model), recipe_key(runs[0][1])
+    differing = sorted(k for k in ours.keys() | theirs.keys()
+                       if k != "val_folds" and (ours.get(k) or None) != (theirs.get(k) or None))
+    if differing:
+        raise ValueError(f"the runs' recipe differs from {model['name']}'s in {differing}")
+    p = pooled[0]
+    if not p.views:
+        raise ValueError("the runs' cards score no decision views (calibrate them with this code)")
+    best = adopt(list(p.views.values()))
+    folds = "all" if p.complete else f"{len(p.folds)}"
+    return {"chosen": {"crops": best["crops"], "flips": best["flips"]},
+            "candidates": list(p.views.values()),
+            "rule": (f"lowest calibrated log-loss pooled over the {p.n} out-of-fold validation "
+                     f"images of {folds} of {p.val_folds} --val-folds runs of this recipe "
+                     f"(training.crossval), adopted when {MIN_VIEW_GAIN:.0%} below the image "
+                     f"alone and not vetoed by the shift guard (pooled)"),
+            "pooled": {"runs": p.runs, "folds": p.folds, "n": p.n}}
 
 
 def _row(p: PooledFolds) -> str:

@@ -11,6 +11,7 @@ from models.card import FLIPS as CARD_FLIPS
 from training.calibrate import (
     CANDIDATE_CROPS,
     MAX_SHIFTED_RECALL_LOSS,
+    adopt,
     choose_views,
     fit_temperature,
     served_scores,
@@ -75,6 +76,15 @@ def test_flips_that_see_better_are_chosen_together_and_only_those_trained() -> N
     assert trained_flips({"hflip": True, "vflip": True}) == list(FLIPS)
     assert trained_flips({"hflip": True, "vflip": False}) == ["hflip"]
     assert trained_flips({"hflip": False}) == []
+
+
+def test_adopt_skips_vetoed_views_and_needs_the_margin() -> None:
+    alone = {"crops": [], "flips": [], "nll": 0.100}
+    vetoed = {"crops": [0.8], "flips": [], "nll": 0.050, "vetoed": True}
+    close = {"crops": [0.9], "flips": [], "nll": 0.097}
+    better = {"crops": [], "flips": ["hflip"], "nll": 0.090}
+    assert adopt([alone, vetoed, close]) is alone  # 3 % below: not worth a view
+    assert adopt([vetoed, close, better, alone]) is better  # wherever the image alone is listed
 
 
 def test_served_scores_decide_on_the_chosen_crops() -> None:

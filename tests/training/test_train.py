@@ -489,3 +489,30 @@ def test_validation_folds_pool_every_non_test_image_once(generated, tmp_path: Pa
     assert capsys.readouterr().err.startswith("error: ")
     assert crossval.main([str(weights / "histo-tiny")]) == 2
     assert "not a --val-folds run" in capsys.readouterr().err
+
+    # a run of the recipe recalibrated on the pooled folds decides on their choice, fitting only
+    # T on its own split (no shift passes), and evaluate reproduces its figures
+    import shutil
+
+    from training import calibrate
+
+    model = tmp_path / "a0-pooled"
+    shutil.copytree(runs[0], model)
+    capsys.readouterr()
+    assert calibrate.main(["--model", str(model), "--views-from", *map(str, runs[:2])]) == 0
+    assert "under" not in capsys.readouterr().err
+    card = ModelCard.read(model)
+    choice = card.metrics["calibration"]["test_time_views"]
+    assert choice["pooled"] == {"runs": list(map(str, runs[:2])), "folds": [0, 1], "n": non_test}
+    assert choice["chosen"] == {"crops": card.test_time_crops, "flips": card.test_time_flips}
+    assert [c["nll"] for c in choice["candidates"]] == pytest.approx([v["nll"] for v in views.values()])
+    assert "pooled over the" in choice["rule"]
+    assert evaluate.main(["--data", str(data), "--model", str(model), "--split", "test",
+                          "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(card.metrics["accuracy"])
+    # another recipe's folds, or runs of two recipes, are refused
+    assert calibrate.main(["--model", str(weights / "histo-tiny"), "--views-from",
+                           *map(str, runs[:2])]) == 2
+    assert "recipe differs from histo-tiny's in ['warmup_epochs']" in capsys.readouterr().err
+    assert calibrate.main(["--model", str(model), "--views-from", *map(str, runs)]) == 2
+    assert "2 recipes, not one" in capsys.readouterr().err
