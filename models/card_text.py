@@ -87,8 +87,17 @@ def model_text(card: ModelCard) -> list[str]:
         f"Softmax temperature {card.temperature:.3f} (fitted on validation images; below 1 "
         "sharpens, above 1 softens the confidence)",
         "Decides on " + (f"the image and its {_and(_decision_views(card))} (logits averaged; "
-                         "chosen because they lowered the validation log-loss)"
+                         f"chosen because they lowered the {_views_evidence(card)})"
                          if card.decision_views else "the image alone")]
+
+
+def _views_evidence(card: ModelCard) -> str:
+    """Which validation images chose the decision views: the model's own, or pooled folds."""
+    pooled = card.metrics.get("calibration", {}).get("test_time_views", {}).get("pooled")
+    if not pooled:
+        return "validation log-loss"
+    return (f"log-loss pooled over {_count(pooled['n'])} validation images of "
+            f"{len(pooled['runs'])} cross-validation runs of the same recipe")
 
 
 FLIP_TEXT = {"hflip": "left-right mirror image", "vflip": "upside-down mirror image",

@@ -4,8 +4,8 @@ and, for two-class models, the decision threshold.
 The decision views are test-time augmentation (Krizhevsky et al. 2012; Simonyan & Zisserman
 2015, "multi-crop"): the logits of the image, of a few centre crops and of the flips the model
 was trained with are averaged (:func:`models.predict.decision_logits`). Which views, if any,
-are chosen per model on validation data (:func:`choose_views`): magnification carries meaning in
-histology, where crops hurt (flips keep it: a tissue section has no up or left), and a crop that
+are chosen per model on validation data (:func:`choose_views`): a crop changes a histology
+tile's magnification (flips keep it: a tissue section has no up or left), and a crop that
 trims a chest film's borders and labels can cost the normals on a film framed otherwise, so
 every candidate is also scored on the validation images under the acquisition shifts of
 :mod:`training.shift`.
@@ -376,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         step("external sources")
         card = record_external(args.model, external)
     choice = card.metrics["calibration"]["test_time_views"]
+    pooled = f"pooled over {choice['pooled']['n']} images, " if "pooled" in choice else ""
     print(f"{card.name}: crops {card.test_time_crops}, flips {card.test_time_flips} (validation "
-          "log-loss " + (", ".join(f"{c['crops'] + c['flips']}: {c['nll']:.4f}" + (
+          f"log-loss {pooled}" + (", ".join(f"{c['crops'] + c['flips']}: {c['nll']:.4f}" + (
                 " (largest recall loss under a shift {loss:.3f}, {images} images: {class} under "
                 "{shift}){veto}".format(**c["largest_shifted_loss"],
                                         veto=", vetoed" if c.get("vetoed") else "")

@@ -78,6 +78,12 @@ def test_the_views_a_model_decides_on_are_said(card: ModelCard) -> None:
     assert flipped.startswith("Decides on the image and its left-right mirror image and half turn (")
     both = model_text(replace(card, test_time_crops=[0.9], test_time_flips=["vflip"]))[-1]
     assert both.startswith("Decides on the image and its 90% centre crop and upside-down mirror image")
+    assert both.endswith("chosen because they lowered the validation log-loss)")
+    pooled = {"calibration": {"test_time_views": {"pooled": {"runs": ["f0", "f1", "f2"],
+                                                             "folds": [0, 1, 2], "n": 1419}}}}
+    assert model_text(replace(card, test_time_flips=["vflip"], metrics=pooled))[-1].endswith(
+        "lowered the log-loss pooled over 1,419 validation images of 3 cross-validation runs of "
+        "the same recipe)")
 
 
 def test_a_bare_card_gives_fewer_sentences_not_errors(card: ModelCard) -> None:

@@ -500,7 +500,9 @@ def test_validation_folds_pool_every_non_test_image_once(generated, tmp_path: Pa
     shutil.copytree(runs[0], model)
     capsys.readouterr()
     assert calibrate.main(["--model", str(model), "--views-from", *map(str, runs[:2])]) == 0
-    assert "under" not in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "under" not in printed.err and f"(validation log-loss pooled over {non_test} images, " \
+        in printed.out
     card = ModelCard.read(model)
     choice = card.metrics["calibration"]["test_time_views"]
     assert choice["pooled"] == {"runs": list(map(str, runs[:2])), "folds": [0, 1], "n": non_test}
