@@ -3,24 +3,11 @@
 Entry points: :func:`explain_tensor` / :func:`explain_batch` (any ``nn.Module`` plus layer
 names), :func:`explain_loaded` (a registry model plus an RGB image), :mod:`xai.overlay`,
 :mod:`xai.metrics`, and the CLIs ``python -m xai.explain`` and ``python -m xai.localize``.
-(The function is not called ``explain``: that name is the CLI module ``xai.explain``.)
+(The function is not called ``explain``: that name is the CLI module ``xai.explain``.) The names
+load on first use (PEP 562), so the CLIs' ``--help`` answers without loading torch.
 """
 
-from xai.engine import (
-    DEFAULT_METHODS,
-    FUSED,
-    SINGLE_PASS,
-    CamMap,
-    Explanation,
-    available_methods,
-    explain_batch,
-    explain_loaded,
-    explain_tensor,
-    explain_view,
-    method_label,
-    resolve_methods,
-)
-from xai.registry import CamMethod, PassMethod, register_method
+from models.lazy import lazy_attributes
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -39,3 +26,8 @@ __all__ = [
     "register_method",
     "resolve_methods",
 ]
+
+_HOME = {name: "engine" for name in __all__} | {
+    name: "registry" for name in ("CamMethod", "PassMethod", "register_method")}
+
+__getattr__ = lazy_attributes(__name__, _HOME)

@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xai.cli import CliError, OneLineParser, fail, parse_options
-from xai.engine import Explanation, explain_loaded, resolve_methods
 from xai.overlay import COLORMAPS, grid, overlay, save_png
+
+if TYPE_CHECKING:
+    from xai.engine import Explanation
 
 __all__ = ["main", "write_outputs"]
 
@@ -35,7 +38,9 @@ def _parser() -> OneLineParser:
     parser.add_argument("--target", help="class name or index to explain (default: predicted)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--cmap", default="turbo", choices=sorted(COLORMAPS))
+    parser.add_argument("--cmap", default="turbo", choices=sorted(COLORMAPS),
+                        help="colour map of the overlays (default turbo; cividis or viridis for "
+                             "colour-vision deficiency)")
     parser.add_argument("--alpha", type=float, default=0.45, help="heat-map opacity 0..1")
     parser.add_argument("--contour", action="store_true",
                         help="outline the Otsu region (DT Grad-CAM: its own mask)")
@@ -72,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from imaging import ImageInputError, load_path
     from models.registry import ModelUnavailable
     from models.route import route_and_load
+    from xai.engine import explain_loaded, resolve_methods
 
     if not 0.0 <= args.alpha <= 1.0:
         return fail("--alpha must be between 0 and 1")

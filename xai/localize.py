@@ -38,11 +38,10 @@ import cv2
 import numpy as np
 
 from xai.cli import CliError, OneLineParser, fail, parse_options
-from xai.engine import CamMap, explain_loaded, resolve_methods
-from xai.metrics import localization_scores
 
 if TYPE_CHECKING:
     from models.card import ModelCard
+    from xai.engine import CamMap
 
 __all__ = ["IMAGE_SUFFIXES", "SCORES", "format_table", "grid_of", "ideal_map_scores", "main",
            "pair_files", "reference_rows", "run_localization", "score_maps", "split_pairs",
@@ -87,7 +86,7 @@ def ideal_map_scores(gt: np.ndarray, grid: tuple[int, int], threshold: str = "ot
     heat = cv2.resize(cells, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
     span = float(heat.max() - heat.min())
     heat = (heat - heat.min()) / span if span > 0 else np.ones_like(heat)
-    return localization_scores(heat, gt, threshold=threshold, region=region).as_dict()
+    return _scores(heat, gt, threshold, region)
 
 
 def grid_of(maps: Mapping[str, CamMap], layer: str) -> tuple[int, int] | None:
@@ -105,8 +104,14 @@ def score_maps(maps: Mapping[str, CamMap], gt: np.ndarray, threshold: str = "ots
     scores = {}
     for name, cam in maps.items():
         heat = cv2.resize(cam.map, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
-        scores[name] = localization_scores(heat, gt, threshold=threshold, region=region).as_dict()
+        scores[name] = _scores(heat, gt, threshold, region)
     return scores
+
+
+def _scores(heat: np.ndarray, gt: np.ndarray, threshold: str, region: str) -> dict[str, float]:
+    from xai.metrics import localization_scores  # torch: loaded on first use, not for --help
+
+    return localization_scores(heat, gt, threshold=threshold, region=region).as_dict()
 
 
 def _read_mask(path: Path) -> np.ndarray:
@@ -162,6 +167,7 @@ def run_localization(
 
     from imaging import WHOLE_IMAGE, load_path
     from models.registry import load_for_modality, load_named
+    from xai.engine import explain_loaded, resolve_methods
 
     if (modality is None) == (model is None):
         raise CliError("name either a modality or a model")
@@ -245,8 +251,12 @@ def _parser() -> OneLineParser:
                              "folder the model was trained in)")
     parser.add_argument("--target", help="class name or index (default: predicted class)")
     parser.add_argument("--methods", default="all", help="'all' or comma-separated names")
-    parser.add_argument("--threshold", default="otsu", choices=("otsu", "fraction", "topk"))
-    parser.add_argument("--region", default="box", choices=("box", "mask"))
+    parser.add_argument("--threshold", default="otsu", choices=("otsu", "fraction", "topk"),
+                        help="how a map becomes a region: Otsu's threshold (default), half its "
+                             "maximum, or its top 20 %% of pixels")
+    parser.add_argument("--region", default="box", choices=("box", "mask"),
+                        help="score the region's bounding box (default, as in the studies) or "
+                             "the region itself")
     parser.add_argument("--limit", type=int, help="score only the first N pairs")
     parser.add_argument("--options", help="per-method options as JSON")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

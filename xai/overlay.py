@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from xai.engine import CamMap
+if TYPE_CHECKING:
+    from xai.engine import CamMap
 
 __all__ = [
     "COLORBLIND_SAFE",
@@ -110,7 +112,7 @@ def overlay(
         raise ValueError("alpha must be in [0, 1]")
     rgb = to_rgb(image)
     mask_from_map = None
-    if isinstance(cam, CamMap):
+    if not isinstance(cam, np.ndarray):  # a CamMap
         mask_from_map = cam.mask
         cam = cam.map
     cam = _fit(cam, rgb.shape[:2])
@@ -167,7 +169,7 @@ def grid(
     if include_input:
         tiles.append((rgb, ["Input", ""]))
     for name, cam in maps.items():
-        if isinstance(cam, CamMap):
+        if not isinstance(cam, np.ndarray):  # a CamMap
             note = (f"{cam.ms:.1f} ms" if cam.ms < 10 else f"{cam.ms:.0f} ms") + (
                 "  (flat)" if cam.flat else "")
             tiles.append((overlay(rgb, cam, cmap=cmap, alpha=alpha, contour=contour),

@@ -16,8 +16,7 @@ The names load on first use (PEP 562), so importing this package, and ``--help``
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from models.lazy import lazy_attributes
 
 __all__ = [
     "BatchOptions",
@@ -40,7 +39,4 @@ _HOME = {"BatchOptions": "pipeline", "iter_results": "pipeline", "rank_key": "pi
          "RunReport": "run", "run_batch": "run", "run_in_memory": "run"}
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module 'models.batch' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"models.batch.{_HOME[name]}"), name)
+__getattr__ = lazy_attributes(__name__, _HOME)

@@ -39,15 +39,6 @@ def uninterrupted(frames: Path, tmp_path_factory: pytest.TempPathFactory) -> str
     return (out / "results.csv").read_text()
 
 
-def test_help_answers_without_loading_torch() -> None:
-    code = ("import runpy, sys\nsys.argv = ['models.batch', '--help']\n"
-            "try:\n    runpy.run_module('models.batch', run_name='__main__')\n"
-            "except SystemExit:\n    pass\nprint('torch loaded:', 'torch' in sys.modules)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
-    assert "--explain-top" in done.stdout and "torch loaded: False" in done.stdout
-
-
 @pytest.mark.parametrize(("args", "words"), [
     (("missing-folder", "--out", "x"), "does not exist"),
     (("{frames}", "--out", "{out}", "--rank-by", "no-such-class"), "not a class"),

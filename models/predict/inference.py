@@ -1,29 +1,18 @@
-"""Prediction: the model's view of an image, class probabilities, and the ``models.predict`` CLI.
-
-``python -m models.predict PATH [--modality M] [--task T] [--json]`` loads the image, picks the
-model for the modality and task (the flags, else the DICOM Modality tag, else the modality
-router; see :mod:`models.route`) and prints warnings first, then the label, confidence and all class
-probabilities. Bad input, or an image of no known modality: exit code 2 and one line
-``error: <message>`` on stderr.
-"""
+"""Prediction: the model's view of an image, its test-time views and calibrated class
+probabilities, with the trust signals of :mod:`models.trust`."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-from imaging import MODALITIES, ImageInputError, Window, load_path, preprocess
-from models.card import TASKS
-from models.registry import LoadedModel, ModelUnavailable
+from imaging import preprocess
+from models.registry import LoadedModel
 from models.trust import capture_features, inference_views, uncertainty_of
 
 __all__ = [
@@ -32,7 +21,6 @@ __all__ = [
     "decide",
     "decision_logits",
     "feature_layer",
-    "main",
     "model_view",
     "predict",
     "predict_batch",
@@ -207,59 +195,3 @@ def predict_batch(loaded: LoadedModel, model_views: Sequence[np.ndarray], *, vie
             {c: float(p) for c, p in zip(card.classes, view_probs[0], strict=True)}, latency_ms,
             in_distribution, ood_score, doubt.uncertain, doubt.entropy, doubt.agreement))
     return results
-
-
-def _parse_window(text: str) -> Window:
-    try:
-        center, width = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("window must be CENTER,WIDTH, e.g. 40,400") from None
-    return Window(center, width)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m models.predict", description=__doc__.split("\n")[0])
-    parser.add_argument("path", type=Path, help="PNG, JPEG, BMP, TIFF or DICOM file")
-    parser.add_argument("--modality", choices=MODALITIES,
-                        help="insist on a modality (default: the DICOM tag, else the router)")
-    parser.add_argument("--task", choices=sorted(TASKS),
-                        help="insist on a task, e.g. colonoscopy-polyp (default: the router's)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--frame", type=int, help="DICOM/TIFF frame (default: middle frame)")
-    parser.add_argument("--window", type=_parse_window, help="DICOM window CENTER,WIDTH")
-    parser.add_argument("--weights-dir", type=Path, help="registry folder (default: weights/)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (0 ok, 2 bad input or no model)."""
-    from models.route import route_and_load  # the router predicts through this module
-
-    args = _parser().parse_args(argv)
-    try:
-        image = load_path(args.path, frame=args.frame, window=args.window)
-        routing, loaded = route_and_load(image, args.modality, args.weights_dir, args.task)
-        result = predict(loaded, image.rgb)
-    except (ImageInputError, ModelUnavailable, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    warnings = routing.warnings + result.warnings
-    if args.json:
-        print(json.dumps({"modality": routing.modality, "task": loaded.card.task,
-                          "model": loaded.card.name, **asdict(result),
-                          "modality_source": routing.source,
-                          "modality_confidence": routing.confidence, "warnings": warnings}))
-        return 0
-    for warning in warnings:
-        print(f"WARNING: {warning}")
-    print(f"{result.label}  {result.confidence:.1%}  ({loaded.card.name}, {routing.modality} "
-          f"from {routing.source}, {result.latency_ms:.0f} ms)"
-          + ("  [not reliable]" if warnings else ""))
-    for name, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<24} {p:7.2%}")
-    print("Research tool, not a diagnosis.")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
