@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from models.card import TASKS, ModelCard
+from models.card import TASKS, ModelCard, headline
 
 __all__ = ["METRICS", "PER_CLASS", "PREPROCESSING_TEXT", "best_localizer", "checks_text",
-           "data_text", "metric_rows", "model_text", "per_class_rows", "recipe_text",
+           "data_text", "headline_text", "metric_rows", "model_text", "per_class_rows", "recipe_text",
            "split_text"]
 
 PREPROCESSING_TEXT: dict[str, str] = {
@@ -89,6 +89,14 @@ def model_text(card: ModelCard) -> list[str]:
         "Decides on " + (f"the image and its {_and(_decision_views(card))} (logits averaged; "
                          f"chosen because they lowered the {_views_evidence(card)})"
                          if card.decision_views else "the image alone")]
+
+
+def headline_text(card: ModelCard) -> str:
+    """The card's headline figures as one sentence (test accuracy with its 95 % CI and n, the
+    external figure, the linear-probe baseline and whether the model clears it): what a
+    clinician reads beside a prediction, and the report's line."""
+    sentence = headline(card).sentence
+    return sentence[0].upper() + sentence[1:] + "."
 
 
 def _views_evidence(card: ModelCard) -> str:

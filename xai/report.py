@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from models.card import ModelCard, headline
+from models.card_text import headline_text
 from xai.engine import Explanation
 from xai.legend import COLORBAR_CAPTION, colorbar, grid_text, map_notes
 
@@ -95,11 +96,6 @@ def _model_line(card: ModelCard) -> str:
             f"trained on {data}" + (f"; licence: {licence}" if licence else "") + ".")
 
 
-def _headline_text(card: ModelCard) -> str:
-    sentence = headline(card).sentence
-    return sentence[0].upper() + sentence[1:] + "."
-
-
 def build_report_content(
     explanation: Explanation,
     card: ModelCard,
@@ -151,7 +147,7 @@ def build_report_content(
         image_png=png_bytes(explanation.image),
         maps=maps,
         warnings=list(warnings),
-        headline=_headline_text(card),
+        headline=headline_text(card),
         model_line=_model_line(card),
         top_probabilities=[(names[i], float(explanation.probabilities[i])) for i in order[:4]],
         colorbar_png=png_bytes(colorbar(cmap, length=160, thickness=12, labels=False)),

@@ -49,6 +49,18 @@ def test_predict_shows_label_probabilities_and_default_maps() -> None:
     assert labels == {"Overlays (PNG)", "Report (HTML)", "Report (PDF)"}
 
 
+def test_predict_says_how_good_the_model_is(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    register_tiny_model(tmp_path, "xray", metrics={
+        "accuracy": 0.9, "balanced_accuracy": 0.9, "n": 50,
+        "probe": {"accuracy": 0.89, "balanced_accuracy": 0.89, "n": 50}})
+    monkeypatch.setenv("MEDXAI_WEIGHTS_DIR", str(tmp_path))
+    at = _predicted(_png(), "xray")
+    assert not at.exception and not at.error
+    line = next(c.value for c in at.caption if c.value.startswith("Model "))
+    assert "tiny-xray-resnet18" in line and "Test accuracy 90.0% (95% CI" in line
+    assert "n=50" in line and "linear-probe baseline 89.0% (rule not met" in line
+
+
 def test_display_controls_reuse_the_maps_and_methods_need_no_second_click() -> None:
     at = _predicted(_png(1), "xray")
     cache = at.session_state["map-cache"]
