@@ -25,6 +25,7 @@ from imaging import ImageInputError
 from imaging.preprocess import preprocess_with_geometry
 from models.batch.pipeline import ModelSet, Row
 from models.batch.sources import Source, load_original
+from models.card_text import headline_text
 from models.registry import ModelUnavailable
 from xai import DEFAULT_METHODS, explain_view, resolve_methods
 from xai.legend import COLORBAR_CAPTION, grid_text, map_notes, with_colorbar
@@ -130,6 +131,11 @@ def summary_html(rows: Sequence[Row], explained: Sequence[Explained], *, rank_by
         f"{_e(models_used)}. Every row is in <code>results.csv</code>.</p>",
         "<h2>Counts</h2>" + _table(["", "n"], [[k, str(v)] for k, v in counts]),
     ]
+    cards = {card.name: card for _, card in models.cards.values()}
+    used = sorted({str(r["model"]) for r in read if r.get("model") in cards})
+    if used:
+        body.append("<h2>Models that read these images</h2>" + _table(
+            ["model", "how good it is"], [[name, headline_text(cards[name])] for name in used]))
     if column:
         values = [float(r[column]) for r in read if r.get(column) not in (None, "")]  # type: ignore[arg-type]
         if values:

@@ -4,6 +4,7 @@ container, ranked maps drawn on the originals, DICOM without identifiers, resuma
 from __future__ import annotations
 
 import csv
+import html
 import multiprocessing
 import os
 import shutil
@@ -30,9 +31,11 @@ from models.batch import (
 )
 from models.batch.pipeline import decode_stream, format_value
 from models.batch.sources import Task, ViewSpec
+from models.card import ModelCard
+from models.card_text import headline_text
 from models.predict import predict
 from models.registry import load_for_modality
-from tests.batch.inputs import BROKEN, capsule_frames, read_clip, write_clip
+from tests.batch.inputs import BROKEN, REPO, capsule_frames, read_clip, write_clip
 from xai.report import DISCLAIMER
 
 QUICK = BatchOptions(batch_size=4, workers=1)
@@ -102,6 +105,11 @@ def test_maps_are_drawn_on_the_original_images_and_the_summary_reads_offline(stu
     assert page.count("data:image/png;base64,") == 1 + 2 * 4  # histogram; originals and maps
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "truncated" in page  # error rows are listed, not hidden
+    read = {r["model"] for r in _csv(out / "results.csv") if r["model"]}
+    assert len(read) >= 2  # capsule and X-ray (or MRI) models: each with its figures
+    for name in read:
+        card = ModelCard.read(REPO / "weights" / name)
+        assert f"<td>{html.escape(headline_text(card))}</td>" in page
 
 
 def test_uploads_in_memory_give_the_folder_runs_csv_and_maps_without_touching_disk(
