@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from models.card_text import best_localizer, headline_text
+from models.card_text import best_localizer
 from models.predict import predict
 from pages import (
     EVERY_CLASS,
     image_and_model,
     keep_settings,
+    model_figures,
     page_header,
     session_map_cache,
     target_choice,
@@ -93,7 +94,7 @@ with right:
               border=True)
     for name, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):
         st.progress(p, text=f"{name}: {p:.1%}")  # light to draw: no chart library
-    st.caption(f"Model **{loaded.card.name}**. {headline_text(loaded.card)}")
+    model_figures(loaded.card)
 
 targets = target_indices(target, prediction.index, loaded.card.classes)
 with st.spinner("Computing heat maps..."):

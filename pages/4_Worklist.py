@@ -16,6 +16,7 @@ from pages import (
     cached_model,
     cached_router,
     keep_settings,
+    model_figures,
     page_header,
     session_map_cache,
 )
@@ -167,6 +168,7 @@ else:
                                      [item.prediction.index], item.prediction)
     st.markdown(f"**{item.name}**: {item.prediction.label} ({item.prediction.confidence:.1%})"
                 + (" - not reliable, see its warnings" if item.warnings else ""))
+    model_figures(loaded.card)
     panels, extent = cache.panels(loaded, item.digest, item.image.rgb, explanations,
                                   dict.fromkeys(METHODS, style), mode=mode, outline=False,
                                   max_side=MAX_SIDE)

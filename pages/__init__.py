@@ -13,7 +13,8 @@ from starlette.formparsers import MultiPartParser
 
 from imaging import MODALITIES, ImageInputError, LoadedImage, Window, load_image
 from imaging.archive import content_digest
-from models.card import DEFAULT_TASKS, TASKS
+from models.card import DEFAULT_TASKS, TASKS, ModelCard
+from models.card_text import headline_text
 from models.registry import LoadedModel, ModelUnavailable, default_weights_dir, load_for_modality
 from models.route import Routing, describe, load_router, route
 from xai.viewer import EVERY_CLASS, MapCache
@@ -168,6 +169,11 @@ def routing_summary(routing: Routing, task: str) -> str:
     confidence = f" ({routing.confidence:.0%})" if routing.source == "router" else ""
     return (f"**Modality: {describe(routing.modality)}**{confidence}, task: "
             f"**{describe(task)}**, {origin}{detected}")
+
+
+def model_figures(card: ModelCard) -> None:
+    """The line under a prediction: which model answered and how good it is on its test split."""
+    st.caption(f"Model **{card.name}**. {headline_text(card)}")
 
 
 def image_and_model(key: str, prompt: str) -> tuple[LoadedImage, str, LoadedModel, Routing]:

@@ -44,6 +44,8 @@ def test_a_worklist_fills_exports_and_opens_rows(page, shipped_server: str, shar
     grid = page.locator('[data-testid="stDataFrame"]').first.bounding_box()
     page.mouse.click(grid["x"] + 15, grid["y"] + 35 * 2.5)  # the second row's marker
     page.get_by_text(f"{mris[1].name}: ").wait_for()
+    figures = page.get_by_text("Model mri-lite0. Test accuracy").inner_text()
+    assert "95% CI" in figures and "n=" in figures and "linear-probe baseline" in figures
     viewer = '.js-plotly-plot:has(text.annotation-text:text-matches("^Grad-CAM"))'
     page.locator(f"{viewer} g.imagelayer image").nth(3).wait_for(state="attached")
 
