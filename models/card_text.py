@@ -236,6 +236,13 @@ def recipe_text(card: ModelCard) -> list[str]:
         stop = (f", stopped early after {recipe['patience']} epochs without improvement"
                 if recipe.get("patience") else "")
         lines.append(f"Up to {recipe['epochs']} epochs{warmup}{stop}, batch {recipe.get('batch_size')}.")
+    training = card.metrics.get("training") or {}
+    if training.get("best_epoch"):
+        head_only = training.get("best_stage") == "head" and recipe.get("regime") == "finetune"
+        lines.append(f"Kept: epoch {training['best_epoch']} of {training.get('epochs_run')}, the "
+                     "lowest validation loss" + (
+                         " (a head-only epoch: no fine-tuning epoch beat it, so the backbone is "
+                         "the ImageNet one, unchanged)" if head_only else "") + ".")
     if recipe.get("optimizer"):
         schedule = {"cosine": "cosine decay", "step": "step decay",
                     "constant": "constant rate"}.get(str(recipe.get("schedule")), "")

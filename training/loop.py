@@ -555,6 +555,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             break
     if writer is not None:
         writer.close()
+    best_stage = state["history"][state["best_epoch"] - 1]["stage"] if state["best_epoch"] > 0 else None
+    if recipe.regime == "finetune" and best_stage == "head" and run.main:
+        log(f"warning: no fine-tuning epoch beat epoch {state['best_epoch']} (head only) on "
+            "validation loss, so the exported model is that head on the unchanged ImageNet "
+            "backbone; raise --patience or revisit the fine-tuning recipe")
 
     # Best epoch -> fp16 -> calibration on val -> test metrics -> registry.
     if state["best_model"] is not None:
@@ -574,6 +579,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if run.main:
         metrics = {**scores, "evaluated_on": evaluated_on, "parameters": parameter_count(model),
                    "training": {"epochs_run": len(history), "best_epoch": state["best_epoch"],
+                                "best_stage": best_stage,
                                 "stopped_early": stopped_early,
                                 "epoch_seconds": float(np.mean([r["seconds"] for r in full_rows])),
                                 "images_per_s": float(np.mean([r["images_per_s"] for r in full_rows])),

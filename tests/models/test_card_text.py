@@ -70,6 +70,17 @@ def test_data_split_and_recipe_read_as_sentences(card: ModelCard) -> None:
         assert not SNAKE.search(text.replace("resnet18", "")), text
 
 
+@pytest.mark.parametrize(("stage", "said"), [("full", False), ("head", True)])
+def test_the_kept_epoch_is_said_and_a_head_only_one_is_flagged(card: ModelCard, stage: str,
+                                                               said: bool) -> None:
+    run = replace(card, recipe={"regime": "finetune", "epochs": 12, "warmup_epochs": 3},
+                  metrics={**card.metrics, "training": {"epochs_run": 7, "best_epoch": 3,
+                                                        "best_stage": stage}})
+    recipe = " ".join(recipe_text(run))
+    assert "Kept: epoch 3 of 7, the lowest validation loss" in recipe
+    assert ("a head-only epoch: no fine-tuning epoch beat it" in recipe) is said
+
+
 def test_the_views_a_model_decides_on_are_said(card: ModelCard) -> None:
     assert model_text(card)[-1] == "Decides on the image alone"
     cropped = model_text(replace(card, test_time_crops=[0.9, 0.8]))[-1]

@@ -47,6 +47,8 @@ def test_generated_run_writes_a_loadable_registry_entry(generated, capsys) -> No
     assert card.split["test_files"] and card.split["seed"] == 3
     assert card.recipe["command"].startswith("python -m training.train --data ")
     assert [row["stage"] for row in card.metrics["training"]["history"]] == ["head", "full"]
+    training = card.metrics["training"]
+    assert training["best_stage"] == training["history"][training["best_epoch"] - 1]["stage"]
     assert {"ece_before", "ece_after", "temperature"} <= set(card.metrics["calibration"])
     assert card.temperature == pytest.approx(card.metrics["calibration"]["temperature"])
     load_model(weights / "histo-tiny", device="cpu")
@@ -162,6 +164,15 @@ def test_weight_average_is_validated_exported_and_resumed(tmp_path: Path) -> Non
     steps = int(saved["averaged"]["n_averaged"])
     again = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert steps > 1 and int(again["averaged"]["n_averaged"]) == 2 * steps
+
+
+def test_a_fine_tune_that_never_beats_its_head_says_so(tmp_path: Path, capsys) -> None:
+    data = make_image_folder(tmp_path / "data", per_class=8)
+    card = _train(data, tmp_path / "out", tmp_path / "ckpt", "--epochs", "1",
+                  "--warmup-epochs", "2", "--lr", "50")  # a fine-tuning rate that wrecks it
+    training = card.metrics["training"]
+    assert training["best_epoch"] <= 2 and training["best_stage"] == "head"
+    assert "warning: no fine-tuning epoch beat epoch" in capsys.readouterr().out
 
 
 def test_feature_regime_with_sampler(tmp_path: Path) -> None:
