@@ -195,7 +195,16 @@ def decision_views(model: Mapping[str, Any], runs: Sequence[tuple[str, Mapping[s
                      f"images of {folds} of {p.val_folds} --val-folds runs of this recipe "
                      f"(training.crossval), adopted when {MIN_VIEW_GAIN:.0%} below the image "
                      f"alone and not vetoed by the shift guard (pooled)"),
-            "pooled": {"runs": p.runs, "folds": p.folds, "n": p.n}}
+            "pooled": {"runs": [_identity(name, card) for name, card in runs],
+                       "folds": p.folds, "n": p.n}}
+
+
+def _identity(name: str, card: Mapping[str, Any]) -> dict[str, Any]:
+    """Which run, by what it is rather than where it lay: folder name, validation fold and its
+    images, the commit it was trained from and its weights' sha256."""
+    return {"run": Path(name).name, "val_fold": card["split"].get("val_fold"),
+            "n": card["metrics"]["val"]["n"], "code_version": card.get("code_version"),
+            "sha256": card.get("sha256")}
 
 
 def _row(p: PooledFolds) -> str:

@@ -494,7 +494,12 @@ def test_validation_folds_pool_every_non_test_image_once(generated, tmp_path: Pa
         in printed.out
     card = ModelCard.read(model)
     choice = card.metrics["calibration"]["test_time_views"]
-    assert choice["pooled"] == {"runs": list(map(str, runs[:2])), "folds": [0, 1], "n": non_test}
+    assert choice["pooled"]["folds"] == [0, 1] and choice["pooled"]["n"] == non_test
+    for run, named in zip(runs[:2], choice["pooled"]["runs"], strict=True):
+        trained = ModelCard.read(run)  # each run by what it is, not by where it lay
+        assert named == {"run": run.name, "val_fold": trained.split["val_fold"],
+                         "n": trained.metrics["val"]["n"], "code_version": trained.code_version,
+                         "sha256": trained.sha256}
     assert choice["chosen"] == {"crops": card.test_time_crops, "flips": card.test_time_flips}
     assert [c["nll"] for c in choice["candidates"]] == pytest.approx([v["nll"] for v in views.values()])
     assert "pooled over the" in choice["rule"]
