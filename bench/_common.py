@@ -6,15 +6,19 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from imaging import MODALITIES
 from models.card import ModelCard
-from models.registry import registry_status
+from models.registry import find_card, registry_status
 
-__all__ = ["default_models", "environment", "model_arguments", "write_results"]
+__all__ = ["default_models", "environment", "measure_each", "model_arguments", "store_in_card",
+           "write_results"]
 
 
 def environment() -> dict[str, object]:
@@ -33,9 +37,11 @@ def write_results(summary: dict[str, object], out: Path, table: str, print_json:
         print(json.dumps(summary, indent=2))
 
 
-def model_arguments(parser: argparse.ArgumentParser, results: Path) -> None:
+def model_arguments(parser: argparse.ArgumentParser, results: Path, stores: str | None = None
+                    ) -> None:
     """The options of a benchmark over the shipped models: modalities, registry, threads, batch
-    size, output JSON and printing it."""
+    size, output JSON and printing it; with ``stores``, ``--write-cards`` to store each model's
+    report as ``metrics[stores]`` of its card (:func:`store_in_card`)."""
     parser.add_argument("--modalities", default=",".join(MODALITIES),
                         help=f"comma-separated subset of {','.join(MODALITIES)}")
     parser.add_argument("--weights-dir", type=Path, help="registry (default: weights/)")
@@ -43,6 +49,9 @@ def model_arguments(parser: argparse.ArgumentParser, results: Path) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", type=Path, default=results)
     parser.add_argument("--json", action="store_true")
+    if stores:
+        parser.add_argument("--write-cards", action="store_true",
+                            help=f'store the report in each card as metrics["{stores}"]')
 
 
 def default_models(parser: argparse.ArgumentParser, args: argparse.Namespace
@@ -64,3 +73,33 @@ def default_models(parser: argparse.ArgumentParser, args: argparse.Namespace
         else:
             skipped[task] = card.reason
     return chosen, models, skipped
+
+
+def store_in_card(modality: str, card: ModelCard, key: str, value: object, root: Path | None) -> str:
+    """Store ``value`` as ``metrics[key]`` of the registry's card of ``card``'s task (weights
+    untouched), unless that card changed (retrained) while the benchmark ran; says which."""
+    folder, current = find_card(modality, root, card.task)
+    if (current.sha256, current.split.get("test_sha256")) != (card.sha256,
+                                                               card.split.get("test_sha256")):
+        return f"not written: {folder.name} changed while measuring (retrained?)"
+    replace(current, metrics={**current.metrics, key: value}).write(folder)
+    return f"written to {folder.name}/card.json"
+
+
+Result = TypeVar("Result")
+
+
+def measure_each(models: list[tuple[str, str, ModelCard]], root: Path | None,
+                 skipped: dict[str, str], measure: Callable[[Path, ModelCard], Result]
+                 ) -> list[tuple[str, str, ModelCard, Result]]:
+    """``measure(folder, card)`` of each model (its folder in the registry ``root``) as
+    ``(modality, task, card, result)``; a model whose files or data fail (``OSError``,
+    ``ValueError``, ``KeyError``) is added to ``skipped`` with the reason instead."""
+    results = []
+    for modality, task, card in models:
+        try:
+            folder, _ = find_card(modality, root, task)
+            results.append((modality, task, card, measure(folder, card)))
+        except (OSError, ValueError, KeyError) as exc:
+            skipped[task] = f"{card.name}: {exc}"
+    return results

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import default_models, environment, model_arguments, write_results  # noqa: E402
+from bench._common import (  # noqa: E402
+    default_models,
+    environment,
+    measure_each,
+    model_arguments,
+    store_in_card,
+    write_results,
+)
 from models.card import PROBE_MARGIN, PROBE_SATURATED, ModelCard, beats_probe  # noqa: E402
-from models.registry import find_card  # noqa: E402
 from training.data import decode_images, list_sources, sha256_of_files  # noqa: E402
 from training.probe import linear_probe  # noqa: E402
 
@@ -72,32 +77,17 @@ def probe_card(card: ModelCard, threads: int, batch_size: int) -> dict[str, Any]
     return report
 
 
-def write_card(modality: str, card: ModelCard, probe: dict[str, Any], root: Path | None) -> str:
-    """Store ``probe`` as ``metrics["probe"]`` unless the card changed while probing."""
-    folder, current = find_card(modality, root, card.task)
-    if (current.sha256, current.split.get("test_sha256")) != (card.sha256,
-                                                               card.split.get("test_sha256")):
-        return f"not written: {folder.name} changed while probing (retrained?)"
-    replace(current, metrics={**current.metrics, "probe": probe}).write(folder)
-    return f"written to {folder.name}/card.json"
-
-
 def main(argv: list[str] | None = None) -> int:
     """Probe each chosen model, print the table, write the JSON; 1 if nothing was measured."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    model_arguments(parser, RESULTS)
-    parser.add_argument("--write-cards", action="store_true",
-                        help='store the probe report in each card as metrics["probe"]')
+    model_arguments(parser, RESULTS, stores="probe")
     args = parser.parse_args(argv)
     chosen, models, skipped = default_models(parser, args)
 
     rows: list[dict[str, Any]] = []
-    for modality, task, card in models:
-        try:
-            probe = probe_card(card, args.threads, args.batch_size)
-        except (OSError, ValueError, KeyError) as exc:
-            skipped[task] = f"{card.name}: {exc}"
-            continue
+    for modality, task, card, probe in measure_each(
+            models, args.weights_dir, skipped,
+            lambda _, card: probe_card(card, args.threads, args.batch_size)):
         model_bacc = float(card.metrics["balanced_accuracy"])
         row = {"modality": modality, "task": task, "model": card.name, "n": card.metrics.get("n"),
                "model_accuracy": card.metrics.get("accuracy"), "model_balanced_accuracy": model_bacc,
@@ -105,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                "difference": model_bacc - probe["balanced_accuracy"],
                "passes": beats_probe(model_bacc, probe["balanced_accuracy"]), "probe": probe}
         if args.write_cards:
-            row["card"] = write_card(modality, card, probe, args.weights_dir)
+            row["card"] = store_in_card(modality, card, "probe", probe, args.weights_dir)
         rows.append(row)
 
     lines = [f"{'modality':<10} {'model':<18} {'test n':>6} {'model bacc':>10} {'probe bacc':>10} "

@@ -27,10 +27,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import default_models, environment, model_arguments, write_results  # noqa: E402
+from bench._common import (  # noqa: E402
+    default_models,
+    environment,
+    measure_each,
+    model_arguments,
+    write_results,
+)
 from bench.probe_baseline import card_data  # noqa: E402
 from models.card import ModelCard  # noqa: E402
-from models.registry import find_card, load_model  # noqa: E402
+from models.registry import load_model  # noqa: E402
 from training.data import decode_images  # noqa: E402
 from training.evaluate import model_probabilities  # noqa: E402
 from training.metrics import classification_report  # noqa: E402
@@ -96,15 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen, models, skipped = default_models(parser, args)
 
-    results: list[dict[str, Any]] = []
-    for modality, task, card in models:
-        try:
-            folder, _ = find_card(modality, args.weights_dir, task)
-            measured = shifted_scores(folder, card, args.split, args.threads, args.batch_size)
-        except (OSError, ValueError, KeyError) as exc:
-            skipped[task] = f"{card.name}: {exc}"
-            continue
-        results.append({"modality": modality, "task": task, "model": card.name, **measured})
+    results = [{"modality": modality, "task": task, "model": card.name, **measured}
+               for modality, task, card, measured in measure_each(
+                   models, args.weights_dir, skipped,
+                   lambda folder, card: shifted_scores(folder, card, args.split, args.threads,
+                                                       args.batch_size))]
 
     lines = [f"{'model':<18} {'shift':<18} {'model bacc':>10} {'change':>8} {'probe bacc':>10} "
              f"{'change':>8}  model's most false calls"]

@@ -303,9 +303,42 @@ def per_class_rows(metrics: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _share_text(share: object) -> str | None:
+    """``"99.4% (n=178, 95% CI 96.9-99.9%)"`` from a :mod:`training.twins` share."""
+    if not isinstance(share, Mapping) or not isinstance(share.get("accuracy"), float):
+        return None
+    ci = share.get("ci95")
+    return (f"{share['accuracy']:.1%} (n={_count(share.get('n'))}"
+            + (f", 95% CI {ci[0]:.1%}-{ci[1]:.1%}" if isinstance(ci, list) and len(ci) == 2 else "")
+            + ")")
+
+
+def _twins_text(twins: object) -> list[str]:
+    """Whether the test figure rests on near-copies of training images (``metrics["twins"]``)."""
+    if not isinstance(twins, Mapping) or not isinstance(twins.get("model"), Mapping):
+        return []
+    less, more = (_share_text(twins["model"].get(half))
+                  for half in ("less_alike_half", "more_alike_half"))
+    if less is None or more is None:
+        return []
+    neighbours = twins.get("nearest_neighbour") or {}
+    pixels, features = (neighbours.get(kind, {}).get("accuracy") for kind in ("pixels", "features"))
+    copies = twins.get("copies")
+    line = (f"On the half of the test images least like any training image: {less}; on the "
+            f"other half {more}")
+    if isinstance(pixels, float) and isinstance(features, float):
+        line += (f". Giving each test image the class of its most similar training image scores "
+                 f"{pixels:.1%} (pixels) and {features:.1%} (ImageNet features)")
+    if isinstance(copies, int):
+        line += (f"; test images that nearly copy a training image (thumbnail correlation "
+                 f"> {twins.get('copy_correlation', 0.95)}): {_count(copies)}")
+    return [line + "."]
+
+
 def checks_text(card: ModelCard) -> list[str]:
-    """Figures beyond the test split: external data, the linear-probe floor, cross-source runs
-    (models trained on one source and scored on another)."""
+    """Figures beyond the test split: external data, the linear-probe floor, whether the test
+    figure rests on near-copies of training images, cross-source runs (models trained on one
+    source and scored on another)."""
     metrics = card.metrics
     lines = []
     external = metrics.get("external")
@@ -316,6 +349,7 @@ def checks_text(card: ModelCard) -> list[str]:
     if isinstance(probe, Mapping) and isinstance(probe.get("accuracy"), float):
         lines.append(f"Linear probe on frozen ImageNet features (the floor to beat): "
                      f"{probe['accuracy']:.1%} on the same test images.")
+    lines += _twins_text(metrics.get("twins"))
     cross = metrics.get("cross_source")
     for run in cross.get("runs", []) if isinstance(cross, Mapping) else []:
         if isinstance(run, Mapping) and isinstance(run.get("accuracy"), float):

@@ -130,11 +130,21 @@ def test_checks_name_probe_external_and_cross_source(card: ModelCard) -> None:
     checked = replace(card, metrics={
         "external": {"accuracy": 0.91, "n": 200}, "probe": {"accuracy": 0.8},
         "cross_source": {"runs": [{"trained_on": "a", "tested_on": "b", "accuracy": 0.887,
-                                   "n": 2273, "own_test_accuracy": 0.945}]}})
+                                   "n": 2273, "own_test_accuracy": 0.945}]},
+        "twins": {"copies": 1, "copy_correlation": 0.95,
+                  "model": {"less_alike_half": {"n": 177, "accuracy": 0.9887,
+                                                "ci95": [0.9598, 0.9969]},
+                            "more_alike_half": {"n": 178, "accuracy": 1.0}},
+                  "nearest_neighbour": {"pixels": {"accuracy": 0.904},
+                                        "features": {"accuracy": 0.896}}}})
     assert checks_text(checked) == [
         "On images from another source: 91.0% accuracy (n=200).",
         "Linear probe on frozen ImageNet features (the floor to beat): 80.0% on the same test "
         "images.",
+        "On the half of the test images least like any training image: 98.9% (n=177, 95% CI "
+        "96.0%-99.7%); on the other half 100.0% (n=178). Giving each test image the class of its "
+        "most similar training image scores 90.4% (pixels) and 89.6% (ImageNet features); test "
+        "images that nearly copy a training image (thumbnail correlation > 0.95): 1.",
         "Same recipe trained on a only, scored on b: 88.7% (n=2,273), against 94.5% on its own "
         "test split."]
 
@@ -146,3 +156,21 @@ def test_shipped_cards_render() -> None:
         if isinstance(shipped, ModelCard):
             assert data_text(shipped) and split_text(shipped) and recipe_text(shipped)
             assert metric_rows(shipped.metrics)[0]["metric"] == "Accuracy"
+
+
+def test_shipped_checks_belong_to_each_cards_test_split() -> None:
+    """The probe and near-copy reports stored in a shipped card were measured on its current
+    test split (a retrained model needs ``bench/probe_baseline.py`` and ``bench/twins.py``
+    with ``--write-cards`` again), and the Models page words them."""
+    from models.registry import list_cards
+
+    diagnosis = [c for _, c in list_cards() if isinstance(c, ModelCard) and c.kind == "diagnosis"]
+    assert diagnosis
+    for shipped in diagnosis:
+        for check in ("probe", "twins"):
+            report = shipped.metrics[check]
+            assert report["test_sha256"] == shipped.split["test_sha256"], (shipped.name, check)
+            assert report["n"] == shipped.metrics["n"] == len(shipped.split["test_files"])
+        twins = shipped.metrics["twins"]
+        assert twins["model"]["all"]["accuracy"] == pytest.approx(shipped.metrics["accuracy"])
+        assert any("least like any training image" in line for line in checks_text(shipped))
