@@ -35,7 +35,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from xai.capture import eval_mode, model_lock
 
-__all__ = ["fold_batchnorm", "inference_copy", "inference_forward"]
+__all__ = ["checked_copy", "fold_batchnorm", "inference_copy", "inference_forward"]
 
 _log = logging.getLogger(__name__)
 
@@ -44,14 +44,18 @@ _LINEAR_CONVS = (nn.Conv2d, Conv2dSame)
 
 
 class _Tracer(fx.Tracer):
-    """fx tracer that keeps BatchNorm modules and timm's untraceable modules as leaves."""
+    """fx tracer that keeps as leaves BatchNorm modules, timm's untraceable modules and every
+    module with no convolution or BatchNorm inside (nothing to fold there), so that a classifier
+    head such as ``Sequential(Dropout, Linear)`` stays one module that hooks can watch."""
 
     def __init__(self) -> None:
         super().__init__(autowrap_functions=tuple(get_notrace_functions()))
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
         leaves = (nn.modules.batchnorm._BatchNorm, *get_notrace_modules())
-        return isinstance(module, leaves) or super().is_leaf_module(module, qualified_name)
+        foldable = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)
+        return (isinstance(module, leaves) or super().is_leaf_module(module, qualified_name)
+                or not any(isinstance(m, foldable) for m in module.modules()))
 
 
 def _after_norm(bn: nn.Module) -> nn.Module | None:
@@ -157,6 +161,34 @@ def _copy_forward(folded: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return folded(x)
 
 
+def _verify(model: nn.Module, entry: _Entry, x: torch.Tensor) -> torch.Tensor:
+    """With the model's lock held: compare the unchecked copy with the model on ``x``; mark it
+    checked, or drop it where it disagrees. The logits of ``x`` either way."""
+    out = _copy_forward(entry.copy, x)  # type: ignore[arg-type]
+    reference = _plain_forward(model, x)
+    tolerance = 1e-3 * (1.0 + float(reference.abs().max()))
+    if out.shape != reference.shape or float((out - reference).abs().max()) > tolerance:
+        _log.info("folded copy of %s disagrees with it; running the model as is",
+                  type(model).__name__)
+        entry.copy = None
+        return reference
+    entry.checked = True
+    return out
+
+
+def checked_copy(model: nn.Module, example: torch.Tensor) -> nn.Module | None:
+    """The cached folded copy of ``model`` once it gives the model's logits on ``example`` (checked
+    on the first call, under the model's lock); None when the model must run as is. Run it in
+    inference mode on channels-last inputs; it has the model's named submodules (the head
+    included), so a forward hook on it sees what one on the model would."""
+    entry = _entry(model)
+    if not entry.checked:
+        with model_lock(model):
+            if entry.copy is not None and not entry.checked:
+                _verify(model, entry, example)
+    return entry.copy
+
+
 def inference_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Logits of ``x`` in eval and inference mode, through the folded copy when there is one.
 
@@ -168,14 +200,4 @@ def inference_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with model_lock(model):
         if entry.copy is None:
             return _plain_forward(model, x)
-        out = _copy_forward(entry.copy, x)
-        if not entry.checked:
-            reference = _plain_forward(model, x)
-            tolerance = 1e-3 * (1.0 + float(reference.abs().max()))
-            if out.shape != reference.shape or float((out - reference).abs().max()) > tolerance:
-                _log.info("folded copy of %s disagrees with it; running the model as is",
-                          type(model).__name__)
-                entry.copy = None
-                return reference
-            entry.checked = True
-        return out
+        return _copy_forward(entry.copy, x) if entry.checked else _verify(model, entry, x)
