@@ -96,9 +96,12 @@ for folder, card in entries:
             plots[1].plotly_chart(figure, width="stretch", key=f"roc-{card.name}")
         if isinstance(test.get("reliability"), dict):
             bins = test["reliability"]
-            figure = go.Figure([go.Bar(x=bins["confidence"], y=bins["accuracy"], name="accuracy"),
+            counts = bins.get("count") or []
+            figure = go.Figure([go.Bar(x=bins["confidence"], y=bins["accuracy"], name="accuracy",
+                                       text=[f"n={c}" for c in counts], textposition="outside"),
                                 go.Scatter(x=[0, 1], y=[0, 1], name="perfect calibration")])
-            figure.update_layout(title="Reliability: is a 90% confidence right 90% of the time?",
+            figure.update_layout(title="Reliability: is a 90% confidence right 90% of the time? "
+                                       "(n: test images in the bin)",
                                  xaxis_title="stated confidence", yaxis_title="actual accuracy",
                                  height=CHART_HEIGHT)
             st.columns(2)[0].plotly_chart(figure, width="stretch", key=f"rel-{card.name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,26 @@ def test_models_page_titles_and_cards_carry_the_sentence(figures_registry: Path)
     sentence = "test accuracy 80.0% (95% CI 49.0-94.3%, n=10); linear-probe baseline 70.0%"
     assert f"brain MRI for tumours: tiny-mri-resnet18 - {sentence}" in [e.label for e in at.expander]
     assert any(m.value == f"**T{sentence[1:]}.**" for m in at.markdown)
+
+
+def test_models_page_on_the_shipped_models_words_near_copies_and_counts_reliability_bins(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.card import ModelCard
+    from models.registry import list_cards
+
+    monkeypatch.setenv("MEDXAI_WEIGHTS_DIR", str(REPO / "weights"))
+    at = AppTest.from_file(str(REPO / "pages" / "3_Models.py"), default_timeout=120).run()
+    assert not at.exception
+    shipped = [c for _, c in list_cards(REPO / "weights")
+               if isinstance(c, ModelCard) and "twins" in c.metrics]
+    assert len(shipped) >= 5
+    words = " ".join(m.value for m in at.markdown)
+    for card in shipped:
+        less = card.metrics["twins"]["model"]["less_alike_half"]
+        assert f"least like any training image: {less['accuracy']:.1%} (n={less['n']}" in words
+    bins = [json.loads(c.proto.spec)["data"][0] for c in at.get("plotly_chart")
+            if "Reliability" in c.proto.spec]
+    assert len(bins) == len([c for _, c in list_cards(REPO / "weights")
+                             if isinstance(c, ModelCard) and "reliability" in c.metrics])
+    for trace in bins:
+        assert trace["text"] and all(t.startswith("n=") for t in trace["text"])
