@@ -43,9 +43,11 @@ GREY=(--rotation 10 --shift 0.05 --brightness-alpha 0.2 --brightness-beta 0.1 --
 # glioma: 61 vs 103 of 600, and 56 vs 78 of 299).
 MRI=(--modality mri --recipe brain-mri-2024 --epochs 14 "${GREY[@]}" --hflip --sharpen 4 --jpeg 30)
 
+checks=""  # set once a model in weights/ is trained: its card needs the checks below
 train() {
     local name=$1
     shift
+    checks=1
     echo "=== ${name} $(date -u +%FT%TZ)"
     "${PY}" -m training.train --out "weights/${name}" --checkpoint-dir "${CKPT}/${name}" \
         "${COMMON[@]}" --default "$@"
@@ -141,7 +143,7 @@ for name in ${ONLY}; do
         regions=(--region-masks "${DATA}/kvasir-seg/masks")
         out=(--out "${RUNS}/${name}")
         case ${name} in
-        colonoscopy-lite0) out=(--out weights/colonoscopy-lite0 --default) ;;
+        colonoscopy-lite0) out=(--out weights/colonoscopy-lite0 --default); checks=1 ;;
         colonoscopy-five) negatives=("${DATA}/hyperkvasir-lower-gi"); regions=() ;;
         colonoscopy-plain) regions=() ;;
         esac
@@ -163,4 +165,12 @@ for name in ${ONLY}; do
     *) echo "unknown model ${name}" >&2; exit 2 ;;
     esac
 done
+if [ -n "${checks}" ]; then
+    # What each shipped card carries beyond training, measured on its own test split (the tests
+    # check that they match it): the linear-probe floor and whether the test figure rests on
+    # near-copies of training images.
+    echo "=== checks $(date -u +%FT%TZ)"
+    "${PY}" bench/probe_baseline.py --write-cards
+    "${PY}" bench/twins.py --write-cards
+fi
 echo "=== done $(date -u +%FT%TZ)"
