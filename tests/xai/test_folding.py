@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tests.xai.conftest import TinyNet, make_tiny
-from xai.folding import inference_copy, inference_forward
+from xai.folding import checked_copy, inference_copy, inference_forward
 
 
 def _randomised_norms(model: nn.Module) -> nn.Module:
@@ -109,7 +109,7 @@ class _Noisy(nn.Module):
 def test_untraceable_model_runs_as_is() -> None:
     model = _DataDependent().eval()
     x = torch.randn(2, 3, 16, 16)
-    assert inference_copy(model) is None
+    assert inference_copy(model) is None and checked_copy(model, x) is None
     with torch.inference_mode():
         expected = model(x)
     torch.testing.assert_close(inference_forward(model, x), expected)
@@ -121,6 +121,10 @@ def test_copy_that_disagrees_with_the_model_is_dropped() -> None:
     out = inference_forward(model, torch.randn(2, 3, 16, 16))
     assert out.shape == (2, 4)
     assert inference_copy(model) is None
+    other = _Noisy().eval()  # checked_copy makes the same check and gives no copy either
+    assert inference_copy(other) is not None
+    assert checked_copy(other, torch.randn(1, 3, 16, 16)) is None
+    assert inference_copy(other) is None
 
 
 def test_threads_share_one_copy_and_get_their_own_logits() -> None:
