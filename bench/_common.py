@@ -17,8 +17,7 @@ from imaging import MODALITIES
 from models.card import ModelCard
 from models.registry import find_card, registry_status
 
-__all__ = ["default_models", "environment", "measure_each", "model_arguments", "store_in_card",
-           "write_results"]
+__all__ = ["environment", "measure_each", "parse_model_bench", "store_in_card", "write_results"]
 
 
 def environment() -> dict[str, object]:
@@ -37,8 +36,7 @@ def write_results(summary: dict[str, object], out: Path, table: str, print_json:
         print(json.dumps(summary, indent=2))
 
 
-def model_arguments(parser: argparse.ArgumentParser, results: Path, stores: str | None = None
-                    ) -> None:
+def _model_arguments(parser: argparse.ArgumentParser, results: Path, stores: str | None) -> None:
     """The options of a benchmark over the shipped models: modalities, registry, threads, batch
     size, output JSON and printing it; with ``stores``, ``--write-cards`` to store each model's
     report as ``metrics[stores]`` of its card (:func:`store_in_card`)."""
@@ -54,8 +52,8 @@ def model_arguments(parser: argparse.ArgumentParser, results: Path, stores: str 
                             help=f'store the report in each card as metrics["{stores}"]')
 
 
-def default_models(parser: argparse.ArgumentParser, args: argparse.Namespace
-                   ) -> tuple[list[str], list[tuple[str, str, ModelCard]], dict[str, str]]:
+def _default_models(parser: argparse.ArgumentParser, args: argparse.Namespace
+                    ) -> tuple[list[str], list[tuple[str, str, ModelCard]], dict[str, str]]:
     """The chosen modalities (unknown ones are a usage error), the default model of each of their
     tasks as ``(modality, task, card)``, and the tasks without a usable model, with the reason.
     Sets torch's threads to ``--threads``."""
@@ -74,6 +72,22 @@ def default_models(parser: argparse.ArgumentParser, args: argparse.Namespace
             skipped[task] = card.reason
     return chosen, models, skipped
 
+
+
+def parse_model_bench(argv: list[str] | None, doc: str, results: Path, *,
+                      stores: str | None = None,
+                      extra: Callable[[argparse.ArgumentParser], None] | None = None
+                      ) -> tuple[argparse.Namespace, list[str], list[tuple[str, str, ModelCard]],
+                                 dict[str, str]]:
+    """Parse the options of a benchmark over the shipped models (its description: the first line
+    of ``doc``; :func:`_model_arguments`, then ``extra(parser)``) and choose its models:
+    ``(args, chosen modalities, models, skipped)`` as :func:`_default_models` gives them."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    _model_arguments(parser, results, stores)
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    return (args, *_default_models(parser, args))
 
 def store_in_card(modality: str, card: ModelCard, key: str, value: object, root: Path | None) -> str:
     """Store ``value`` as ``metrics[key]`` of the registry's card of ``card``'s task (weights

@@ -18,7 +18,6 @@ are listed as skipped, by task id).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -30,10 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import (  # noqa: E402
-    default_models,
     environment,
     measure_each,
-    model_arguments,
+    parse_model_bench,
     store_in_card,
     write_results,
 )
@@ -79,10 +77,7 @@ def probe_card(card: ModelCard, threads: int, batch_size: int) -> dict[str, Any]
 
 def main(argv: list[str] | None = None) -> int:
     """Probe each chosen model, print the table, write the JSON; 1 if nothing was measured."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    model_arguments(parser, RESULTS, stores="probe")
-    args = parser.parse_args(argv)
-    chosen, models, skipped = default_models(parser, args)
+    args, chosen, models, skipped = parse_model_bench(argv, __doc__, RESULTS, stores="probe")
 
     rows: list[dict[str, Any]] = []
     for modality, task, card, probe in measure_each(

@@ -28,10 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import (  # noqa: E402
-    default_models,
     environment,
     measure_each,
-    model_arguments,
+    parse_model_bench,
     write_results,
 )
 from bench.probe_baseline import card_data  # noqa: E402
@@ -93,14 +92,14 @@ def shifted_scores(folder: Path, card: ModelCard, split: str, threads: int, batc
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Score each chosen model, print the table, write the JSON; 1 if nothing was measured."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    model_arguments(parser, RESULTS)
+def _split_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("test", "val"), default="test",
                         help="the card's test split, or the validation split rebuilt from the card")
-    args = parser.parse_args(argv)
-    chosen, models, skipped = default_models(parser, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Score each chosen model, print the table, write the JSON; 1 if nothing was measured."""
+    args, chosen, models, skipped = parse_model_bench(argv, __doc__, RESULTS, extra=_split_argument)
 
     results = [{"modality": modality, "task": task, "model": card.name, **measured}
                for modality, task, card, measured in measure_each(

@@ -14,7 +14,6 @@ them, the other half, and beside the two 1-nearest-neighbour classifiers
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -27,10 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import (  # noqa: E402
-    default_models,
     environment,
     measure_each,
-    model_arguments,
+    parse_model_bench,
     store_in_card,
     write_results,
 )
@@ -73,10 +71,7 @@ def _cell(share: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure each chosen model, print the table, write the JSON; 1 if nothing was measured."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    model_arguments(parser, RESULTS, stores="twins")
-    args = parser.parse_args(argv)
-    chosen, models, skipped = default_models(parser, args)
+    args, chosen, models, skipped = parse_model_bench(argv, __doc__, RESULTS, stores="twins")
 
     rows: list[dict[str, Any]] = []
     for modality, task, card, twins in measure_each(
