@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -36,34 +34,16 @@ from bench._common import (  # noqa: E402
     write_results,
 )
 from models.card import PROBE_MARGIN, PROBE_SATURATED, ModelCard, beats_probe  # noqa: E402
-from training.data import decode_images, list_sources, sha256_of_files  # noqa: E402
+from training.data import card_data, decode_images, sha256_of_files  # noqa: E402
 from training.probe import linear_probe  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "probe_baseline.json"
-def card_data(card: ModelCard) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """The card's image paths, labels in the card's class order, and the test-file mask."""
-    entries = card.data.get("sources") or [{"source": card.data["source"]}]
-    dataset = list_sources([ROOT / entry["source"] for entry in entries],
-                           max_per_class=card.data.get("max_per_class"))
-    index = {name: i for i, name in enumerate(card.classes)}
-    unknown = sorted(set(dataset.classes) - set(index))
-    if unknown:
-        raise ValueError(f"classes {unknown} of the data are not in the card")
-    labels = np.array([index[dataset.classes[y]] for y in dataset.labels], dtype=np.int64)
-    test_files = card.split.get("test_files") or []
-    is_test = np.isin(np.array(dataset.files), test_files)
-    if int(is_test.sum()) != len(test_files) or not test_files:
-        raise ValueError(f"{len(test_files) - int(is_test.sum())} of the card's "
-                         f"{len(test_files)} test files are not in its data")
-    if card.split.get("test_sha256") not in (None, sha256_of_files(test_files)):
-        raise ValueError("the card's test files do not match its test_sha256")
-    return dataset.paths, labels, is_test
 
 
 def probe_card(card: ModelCard, threads: int, batch_size: int) -> dict[str, Any]:
     """Decode the card's data once and return the probe report on the card's test split."""
     start = time.perf_counter()
-    paths, labels, is_test = card_data(card)
+    paths, labels, is_test = card_data(card, ROOT)
     images = decode_images(paths, card.preprocessing, card.input_size, threads)
     decoded = time.perf_counter()
     report = linear_probe(images[~is_test], labels[~is_test], images[is_test], labels[is_test],

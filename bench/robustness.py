@@ -33,10 +33,9 @@ from bench._common import (  # noqa: E402
     parse_model_bench,
     write_results,
 )
-from bench.probe_baseline import card_data  # noqa: E402
 from models.card import ModelCard  # noqa: E402
 from models.registry import load_model  # noqa: E402
-from training.data import decode_images  # noqa: E402
+from training.data import card_data, decode_images  # noqa: E402
 from training.evaluate import model_probabilities  # noqa: E402
 from training.metrics import classification_report  # noqa: E402
 from training.probe import fit_probe, probe_features  # noqa: E402
@@ -63,7 +62,7 @@ def scored_images(card: ModelCard, split: str, threads: int
                   ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
     """Decoded images, labels, and the indices the probe fits on and both are scored on."""
     if split == "test":
-        paths, labels, is_test = card_data(card)
+        paths, labels, is_test = card_data(card, ROOT)
         images = decode_images(paths, card.preprocessing, card.input_size, threads)
         return images, labels, np.flatnonzero(~is_test), np.flatnonzero(is_test)
     sources = [ROOT / entry["source"] for entry in card.data.get("sources") or []] or None

@@ -32,12 +32,11 @@ from bench._common import (  # noqa: E402
     store_in_card,
     write_results,
 )
-from bench.probe_baseline import card_data  # noqa: E402
 from imaging.preprocess import kept_region  # noqa: E402
 from models.card import ModelCard  # noqa: E402
 from models.predict import decide  # noqa: E402
 from models.registry import load_model  # noqa: E402
-from training.data import decode_images, sha256_of_files, thumbnails  # noqa: E402
+from training.data import card_data, decode_images, sha256_of_files, thumbnails  # noqa: E402
 from training.evaluate import model_probabilities  # noqa: E402
 from training.probe import PROBE_ARCH, probe_features  # noqa: E402
 from training.twins import nearest, twin_report  # noqa: E402
@@ -48,7 +47,7 @@ RESULTS = ROOT / "bench" / "results" / "twins.json"
 def card_twins(folder: Path, card: ModelCard, threads: int, batch_size: int) -> dict[str, Any]:
     """Decode the card's data once and return the twin report of its test split."""
     start = time.perf_counter()
-    paths, labels, is_test = card_data(card)
+    paths, labels, is_test = card_data(card, ROOT)
     images = decode_images(paths, card.preprocessing, card.input_size, threads)
     test, others = np.flatnonzero(is_test), np.flatnonzero(~is_test)
     thumbs = thumbnails(images, kept_region(card.preprocessing, card.input_size))

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import compress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -33,12 +34,16 @@ import torch
 from imaging import load_path, preprocess, preprocess_with_geometry
 from imaging.preprocess import kept_region
 
+if TYPE_CHECKING:
+    from models.card import ModelCard
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "Dataset",
     "GroupRule",
     "Split",
     "assign_parts",
+    "card_data",
     "decode_images",
     "decode_regions",
     "dhash",
@@ -458,3 +463,26 @@ def make_split(dataset: Dataset, hashes: np.ndarray | None, rule: GroupRule, *, 
 def sha256_of_files(files: Sequence[str]) -> str:
     """sha256 of the sorted relative paths joined by newlines (identifies a test split)."""
     return hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
+
+
+def card_data(card: ModelCard, root: Path | None = None
+              ) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """The card's images listed again from its recorded sources (relative ones under ``root``,
+    else the working directory, as training ran), their labels in the card's class order, and
+    which are its recorded test files (checked against ``split.test_sha256``)."""
+    entries = card.data.get("sources") or [{"source": card.data["source"]}]
+    dataset = list_sources([(root or Path()) / entry["source"] for entry in entries],
+                           max_per_class=card.data.get("max_per_class"))
+    index = {name: i for i, name in enumerate(card.classes)}
+    unknown = sorted(set(dataset.classes) - set(index))
+    if unknown:
+        raise ValueError(f"classes {unknown} of the data are not in the card")
+    labels = np.array([index[dataset.classes[y]] for y in dataset.labels], dtype=np.int64)
+    test_files = card.split.get("test_files") or []
+    is_test = np.isin(np.array(dataset.files), test_files)
+    if int(is_test.sum()) != len(test_files) or not test_files:
+        raise ValueError(f"{len(test_files) - int(is_test.sum())} of the card's "
+                         f"{len(test_files)} test files are not in its data")
+    if card.split.get("test_sha256") not in (None, sha256_of_files(test_files)):
+        raise ValueError("the card's test files do not match its test_sha256")
+    return dataset.paths, labels, is_test

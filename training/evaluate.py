@@ -1,7 +1,7 @@
 """Evaluate a registered model on a labelled data set.
 
 ``python -m training.evaluate --data DIR (--model NAME | --modality M) [--split test] [--json]
-[--plots DIR] [--weights-dir W]``
+[--plots DIR] [--weights-dir W] [--near-copies]``
 
 ``--model`` is a folder name in the registry (or a model folder path); ``--modality`` takes the
 registry's default model. Images go through exactly the inference path (card preprocessing,
@@ -10,6 +10,8 @@ by name, case-insensitively). ``--split test`` evaluates only the files the card
 test split (their sha256 is checked), which reproduces the card's metrics. ``--plots`` writes
 the confusion matrix, ROC curves and reliability diagram as interactive HTML (plotly) and PNG
 (matplotlib: plotly's own PNG export, kaleido, needs a separate Chrome install).
+``--near-copies`` also counts the images that nearly copy one the model was trained or validated
+on (an "independent" copy of a public dataset can hold them) and scores the rest.
 """
 
 from __future__ import annotations
@@ -75,12 +77,13 @@ def model_probabilities(loaded: LoadedModel, images: torch.Tensor) -> np.ndarray
     return model_signals(loaded, images)[1].numpy()
 
 
-def evaluate(loaded: LoadedModel, data: Path | Sequence[Path], *, split: str = "all"
-             ) -> dict[str, Any]:
+def evaluate(loaded: LoadedModel, data: Path | Sequence[Path], *, split: str = "all",
+             near_copies: bool = False) -> dict[str, Any]:
     """Metrics of ``loaded`` on ``data`` (one source or several, listed as training lists them;
     ``split``: ``all`` or the card's ``test``), with ``model``, ``data``, ``split``, the 95 %
     Wilson interval of the accuracy and the trust signals' report
-    (:func:`training.trust.trust_report`) added."""
+    (:func:`training.trust.trust_report`) added; with ``near_copies``, which images nearly copy
+    one the model was trained on (:func:`training.twins.training_copies`)."""
     import torch
 
     from training.data import decode_images, list_sources
@@ -100,6 +103,13 @@ def evaluate(loaded: LoadedModel, data: Path | Sequence[Path], *, split: str = "
     report.update(model=loaded.card.name, data=" ".join(map(str, sources)), split=split,
                   accuracy_ci95=list(wilson_interval(correct, report["n"])),
                   trust=trust_report(loaded, images, dataset.labels))
+    if near_copies:
+        from models.predict import decide
+        from training.twins import training_copies
+
+        correct = decide(probs, loaded.card.decision_threshold) == np.asarray(dataset.labels)
+        report["near_copies"] = training_copies(loaded.card, images, correct,
+                                                torch.get_num_threads())
     return report
 
 
@@ -205,6 +215,12 @@ def _print_table(report: dict[str, Any]) -> None:
           f"{_share(trust['accuracy_uncertain'])} vs {_share(trust['accuracy_certain'])} certain")
     if "ood_flagged_fraction" in trust:
         print(f"  out of distribution: {trust['ood_flagged_fraction']:.1%} of images flagged")
+    copies = report.get("near_copies")
+    if copies:
+        rest = copies["without_copies"]
+        print(f"  near copies of training images (thumbnail correlation > "
+              f"{copies['copy_correlation']}): {copies['copies']} of {copies['n']}; accuracy "
+              f"without them {_share(rest['accuracy'])} (n={rest['n']})")
 
 
 def _share(value: float | None) -> str:
@@ -225,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--plots", type=Path, help="folder for HTML and PNG plots")
     parser.add_argument("--device", help="cpu, cuda, mps (default: auto)")
+    parser.add_argument("--near-copies", action="store_true",
+                        help="also count the images that nearly copy one the model was trained "
+                             "or validated on (needs its training data where its card says)")
     args = parser.parse_args(argv)
     from imaging import ImageInputError
     from models.registry import ModelUnavailable, load_for_modality, load_named
@@ -234,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             loaded = load_named(args.model, args.weights_dir, args.device)
         else:
             loaded = load_for_modality(args.modality, args.weights_dir, args.device)
-        report = evaluate(loaded, args.data, split=args.split)
+        report = evaluate(loaded, args.data, split=args.split, near_copies=args.near_copies)
     except (ModelUnavailable, ImageInputError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

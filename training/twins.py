@@ -16,13 +16,18 @@ does not owe its figure to near-copies.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.card import wilson_interval
 
-__all__ = ["COPY_CORRELATION", "nearest", "twin_report"]
+if TYPE_CHECKING:
+    import torch
+
+    from models.card import ModelCard
+
+__all__ = ["COPY_CORRELATION", "nearest", "training_copies", "twin_report"]
 
 COPY_CORRELATION = 0.95  # the staging's own threshold for a copy of an independent-set image
 
@@ -83,3 +88,26 @@ def twin_report(labels: np.ndarray, correct: np.ndarray, similarity: np.ndarray,
             "pixels": _share(np.asarray(pixel_neighbour_labels) == labels),
             "features": _share(np.asarray(feature_neighbour_labels) == labels)},
     }
+
+
+def training_copies(card: ModelCard, images: torch.Tensor, correct: np.ndarray,
+                    threads: int = 2) -> dict[str, Any]:
+    """Which of ``images`` (model views, ``(N, 3, S, S)`` uint8, with the model's ``correct``
+    hits) nearly copy an image the model was trained or validated on: the card's data listed
+    again (:func:`training.data.card_data`, relative sources under the working directory) but
+    its test files. An external set of "other copies of a public dataset" can hold the training
+    images themselves; their share, and the accuracy without them."""
+    from imaging.preprocess import kept_region
+    from training.data import card_data, decode_images, thumbnails
+
+    paths, _, is_test = card_data(card)
+    seen = decode_images([p for p, test in zip(paths, is_test, strict=True) if not test],
+                         card.preprocessing, card.input_size, threads)
+    keep = kept_region(card.preprocessing, card.input_size)
+    _, similarity = nearest(thumbnails(images, keep), thumbnails(seen, keep))
+    copies = similarity > COPY_CORRELATION
+    return {"n": int(len(similarity)), "copies": int(copies.sum()),
+            "copy_correlation": COPY_CORRELATION, "compared_with": int(len(seen)),
+            "similarity": {"median": float(np.median(similarity)),
+                           "max": float(similarity.max())},
+            "without_copies": _share(np.asarray(correct, bool)[~copies])}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,10 @@ from PIL import Image
 
 from models.card import ModelCard
 from models.registry import load_model
+from tests.conftest import copy_entry, rewrite_card
 from tests.training.helpers import CLASSES, make_image_folder
 from training import evaluate, train
+from training.data import list_files
 from training.shift import SHIFTS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,6 +122,31 @@ def test_recalibration_rescores_the_model_as_evaluate_does(generated, tmp_path, 
     capsys.readouterr()
     assert calibrate.main(["--model", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_evaluate_counts_near_copies_of_training_images(generated, tmp_path, capsys) -> None:
+    """An "external" folder holding two of the training images (renamed) among three new ones:
+    ``--near-copies`` finds those two and scores the other three; without its training data
+    the model's card cannot be compared, one error line."""
+    data, weights, card = generated
+    external = make_image_folder(tmp_path / "external", per_class=1, seed=7)
+    seen = [f for f in list_files(data).files if f not in card.split["test_files"]]
+    for name in (next(f for f in seen if f.startswith(c)) for c in ("alpha", "beta")):
+        shutil.copy(data / name, external / Path(name).parent / f"renamed_{Path(name).name}")
+    capsys.readouterr()
+    assert evaluate.main(["--data", str(external), "--model", "histo-tiny", "--weights-dir",
+                          str(weights), "--near-copies", "--json"]) == 0
+    copies = json.loads(capsys.readouterr().out)["near_copies"]
+    assert copies["n"] == 5 and copies["copies"] == 2 and copies["compared_with"] == len(seen)
+    assert copies["without_copies"]["n"] == 3 and copies["similarity"]["max"] > 0.999
+    assert evaluate.main(["--data", str(external), "--model", "histo-tiny", "--weights-dir",
+                          str(weights), "--near-copies"]) == 0
+    assert "near copies of training images (thumbnail correlation > 0.95): 2 of 5" in \
+        capsys.readouterr().out
+    moved = copy_entry(weights, tmp_path / "moved", "histo-tiny")
+    rewrite_card(moved, data={"sources": [{"source": str(tmp_path / "gone")}]})
+    assert evaluate.main(["--data", str(external), "--model", str(moved), "--near-copies"]) == 2
+    assert capsys.readouterr().err.count("error:") == 1
 
 
 def test_evaluate_rejects_unknown_classes(generated, tmp_path, capsys) -> None:
@@ -340,7 +368,6 @@ def test_external_sources_are_scored_into_the_card(tmp_path: Path) -> None:
 
     assert "external" in headline(card).sentence
 
-    from tests.conftest import rewrite_card
     from training import calibrate
 
     folder = tmp_path / "w" / "ext"  # recalibrating re-scores the external sources it names
