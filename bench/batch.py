@@ -3,8 +3,8 @@
 All in one run, so the ratios hold on a busy machine:
 
 - **floor**: the endoscopy model's bare forward pass on random tensors, batches of ``--batch``
-  (the BatchNorm-folded copy that predictions run on; timed before and after the batch runs,
-  the faster of the two counts);
+  (channels-last, as predictions feed it; timed before and after the batch runs, the faster of
+  the two counts);
 - **batch, lean** (``--modality endoscopy --no-router --no-views``: the image and its decision
   crops, one forward row each) and **batch, full trust** (the defaults: the router, then the
   diagnosis model on each image, its decision crops and the views that probe its label) on
@@ -46,7 +46,6 @@ from bench._common import environment, write_results  # noqa: E402
 from models.batch.pipeline import BatchOptions, ModelSet, stream  # noqa: E402
 from models.batch.run import run_batch  # noqa: E402
 from models.batch.sources import open_source  # noqa: E402
-from models.predict import serving_module  # noqa: E402
 from models.trust import inference_views  # noqa: E402
 from tests.conftest import SHARED_DATA_HINT, shared_data_root  # noqa: E402
 
@@ -64,8 +63,8 @@ def _capsule_frames(count: int) -> list[Path]:
 
 
 def _floor(model: torch.nn.Module, batch: int, seconds: float = 8.0) -> float:
-    """Images/s of the bare forward pass on random channels-last tensors (after one warm-up
-    pass) of ``model``: the folded copy predictions run on (:func:`models.predict.serving_module`)."""
+    """Images/s of the bare forward pass of ``model`` on random channels-last tensors, as
+    predictions feed it (after one warm-up pass)."""
     x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         model(x)
@@ -167,10 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             (folder / f"frame{i:05d}.jpg").symlink_to(path)
         full_models = ModelSet(full)
         diagnosis = full_models.diagnosis("endoscopy")
-        card = diagnosis.card
+        model, card = diagnosis.model, diagnosis.card
         size = card.input_size
         blank = torch.zeros(1, 3, size, size)
-        model = serving_module(diagnosis, blank)
         views = (card.test_time_crops, card.test_time_flips)
         forwards = {"lean": len(inference_views(blank, *views, altered=False)),
                     "full": 1 + len(inference_views(blank, *views))}

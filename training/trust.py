@@ -53,26 +53,17 @@ def model_signals(loaded: LoadedModel, images: torch.Tensor, *, views: bool = Fa
     ``views`` the decision and each probing test-time view, ``(N, V, C)``."""
     import torch
 
-    from models.predict import (
-        decision_logits,
-        feature_layer,
-        probabilities,
-        serving_module,
-        view_logits,
-    )
+    from models.predict import decision_logits, feature_layer, probabilities, view_logits
     from models.trust import capture_features
     from training.augment import normalise
 
     card = loaded.card
     features, probs = [], []
-    if not len(images):
-        raise ValueError("no images to score")
-    model = serving_module(loaded, normalise(images[:1], card.mean, card.std).to(loaded.device))
-    with torch.inference_mode(), capture_features(model, feature_layer(loaded)) as captured:
+    with torch.inference_mode(), capture_features(loaded.model, feature_layer(loaded)) as captured:
         for i in range(0, len(images), batch_size):
             x = normalise(images[i:i + batch_size], card.mean, card.std).to(loaded.device)
             captured.clear()
-            logits = decision_logits(view_logits(model, x, card.test_time_crops,
+            logits = decision_logits(view_logits(loaded.model, x, card.test_time_crops,
                                                  card.test_time_flips, altered=views),
                                      card.decision_views)
             p = probabilities(logits.flatten(0, 1), card.temperature).view(logits.shape).cpu()

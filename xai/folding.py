@@ -17,6 +17,11 @@ Safety:
   in-place version counter: ``load_state_dict``, an optimiser step, an edit under ``no_grad``);
 * its first output is checked against the model's own (max |diff| <= 1e-3 x (1 + max |logit|));
   a model that cannot be traced, or whose copy disagrees, is simply run as it is.
+
+Not safe: building the copy. ``torch.fx`` tracing patches ``torch.nn.Module.__call__`` for the
+whole process while it runs, so a forward pass of any model in another thread at that moment
+goes through the tracer and fails. Predictions therefore run the model itself (on
+channels-last inputs), not this copy (three browser sessions predicting at once failed so).
 """
 
 from __future__ import annotations

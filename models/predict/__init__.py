@@ -20,7 +20,6 @@ __all__ = [
     "predict",
     "predict_batch",
     "probabilities",
-    "serving_module",
     "to_input",
     "view_logits",
     "view_to_input",

@@ -61,47 +61,6 @@ def test_predict_matches_a_manual_forward(tiny_registry: Path) -> None:
     assert other.probabilities != pytest.approx(result.probabilities, abs=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "tf_efficientnet_lite0"])
-def test_predictions_run_the_folded_copy_with_the_models_figures(tmp_path: Path, arch: str) -> None:
-    """After a one-row check, the model itself no longer runs: the BatchNorm-folded copy
-    (xai.folding) gives the probabilities, and its head, hooked like the model's, the features
-    the out-of-distribution guard reads."""
-    from models.predict import feature_layer
-    from models.trust import capture_features
-    from tests.conftest import register_tiny_model
-    from xai.folding import checked_copy
-
-    register_tiny_model(tmp_path, "mri", arch=arch)
-    loaded = load_for_modality("mri", tmp_path, device="cpu")
-    with torch.no_grad():  # BatchNorm statistics far from the identity, so folding matters
-        for module in loaded.model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-    rgbs = [np.random.default_rng(i).integers(0, 255, (70, 90, 3), dtype=np.uint8) for i in range(3)]
-    x = torch.cat([to_input(loaded, rgb) for rgb in rgbs])
-    with torch.no_grad(), capture_features(loaded.model, feature_layer(loaded)) as captured:
-        expected = torch.softmax(loaded.model(x) / loaded.card.temperature, 1)
-        features = captured[0]
-    rows: list[int] = []
-    hook = loaded.model.register_forward_hook(lambda m, i, o: rows.append(len(i[0])))
-    try:
-        first = predict(loaded, rgbs[0], views=False)
-        results = [predict(loaded, rgb, views=False) for rgb in rgbs]
-    finally:
-        hook.remove()
-    assert rows == [1]  # the copy's check, once
-    copy = checked_copy(loaded.model, x[:1])
-    assert copy is not None and copy is not loaded.model
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())
-    assert first.probabilities == results[0].probabilities
-    for result, probs in zip(results, expected, strict=True):
-        assert list(result.probabilities.values()) == pytest.approx(probs.tolist(), abs=1e-5)
-    with torch.no_grad(), capture_features(copy, feature_layer(loaded)) as captured:
-        copy(x.contiguous(memory_format=torch.channels_last))
-    torch.testing.assert_close(captured[0], features, atol=1e-4, rtol=1e-4)
-
-
 def test_decide_applies_a_two_class_threshold_to_torch_and_numpy() -> None:
     probs = torch.tensor([[0.7, 0.3], [0.55, 0.45], [0.2, 0.8]])
     assert decide(probs).tolist() == [0, 0, 1]
@@ -198,7 +157,6 @@ def test_a_card_with_decision_views_decides_on_the_mean_logit_everywhere(
     from tests.conftest import copy_entry, rewrite_card
     from training.evaluate import model_probabilities
     from xai.engine import explain_loaded, explain_view
-    from xai.folding import checked_copy
 
     folder = copy_entry(tiny_registry, tmp_path)
     rewrite_card(folder, test_time_crops=crops, test_time_flips=flips, temperature=2.0)
@@ -225,18 +183,15 @@ def test_a_card_with_decision_views_decides_on_the_mean_logit_everywhere(
     assert explanation.probabilities.tolist() == pytest.approx(expected, abs=1e-5)
 
     # the prediction already made is reused: the explanation then runs one forward pass, not two
-    # (the decision runs on the model's folded copy, the maps on the model)
     passes = []
-    hooks = [module.register_forward_hook(lambda *_: passes.append(1))
-             for module in (loaded.model, checked_copy(loaded.model, x))]
+    hook = loaded.model.register_forward_hook(lambda *_: passes.append(1))
     try:
         view = model_view(loaded, rgb)
         alone, = explain_view(loaded, view, methods=["gradcam"])
         computed = len(passes)
         reused, = explain_view(loaded, view, methods=["gradcam"], decision=result)
     finally:
-        for hook in hooks:
-            hook.remove()
+        hook.remove()
     assert (computed, len(passes) - computed) == (2, 1)
     assert reused.predicted_index == alone.predicted_index == result.index
     assert reused.probabilities.tolist() == pytest.approx(alone.probabilities.tolist(), abs=1e-6)
